@@ -1,0 +1,59 @@
+# binance-etl — the commands a newcomer runs. Each target does its own set-up and is idempotent.
+SHELL := /bin/bash
+UV_VERSION := 0.13.8
+BOOT := .local/bootstrap
+UV := $(BOOT)/bin/uv
+PY := .venv/bin/python
+export UV_PYTHON_DOWNLOADS := never
+export PYTHONPATH := $(CURDIR)
+
+.PHONY: install demo test lint unit integration bench stack stack-down db-start db-stop requirements clean
+
+install: .venv/.installed
+
+$(UV):
+	@mkdir -p .local
+	python3 -m venv $(BOOT)
+	$(BOOT)/bin/pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+
+.venv/.installed: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --python python3.11
+	@touch $@
+
+requirements: $(UV)  ## re-export requirements.txt from the lock file
+	$(UV) export --frozen --no-dev --no-hashes --no-emit-project -o requirements.txt --quiet
+
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m mypy .
+
+unit: install
+	$(PY) -m pytest -m "not integration" -q
+
+integration: install
+	$(PY) -m pytest -m integration -q
+
+test: install lint  ## everything CI runs: lint, type checks, unit and integration tests
+	$(PY) -m pytest -q
+
+demo: install  ## the pipeline end to end on local defaults
+	$(PY) -m scripts.demo
+
+bench: install  ## benchmarks: print figures and ratios (not timed tests)
+	$(PY) -m bench
+
+stack: install  ## the docker-compose stack as plain processes (no Docker needed)
+	$(PY) -m scripts.stack up
+
+stack-down: install
+	$(PY) -m scripts.stack down
+
+db-start: install
+	$(PY) -m common.localpg start
+
+db-stop: install
+	$(PY) -m common.localpg stop
+
+clean:
+	-$(PY) -m common.localpg stop
+	rm -rf .venv .local data

@@ -1,0 +1,1 @@
+"""Shared layer: settings, the local PostgreSQL, schema migrations, logging."""

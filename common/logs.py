@@ -1,0 +1,34 @@
+"""Logging set-up shared by every command: rich console output, UTC timestamps."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+
+
+def setup_logging(level: str | int | None = None) -> None:
+    """Configure the root logger once; LOG_LEVEL overrides the default INFO."""
+    level = level or os.environ.get("LOG_LEVEL", "INFO")
+    root = logging.getLogger()
+    if getattr(root, "_binance_etl_configured", False):
+        root.setLevel(level)
+        return
+    handler: logging.Handler
+    if sys.stderr.isatty():
+        from rich.logging import RichHandler
+
+        handler = RichHandler(show_path=False, log_time_format="%H:%M:%S", rich_tracebacks=False)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:
+        handler = logging.StreamHandler()
+        formatter = logging.Formatter("%(asctime)sZ %(levelname)-7s %(name)s: %(message)s",
+                                      "%Y-%m-%dT%H:%M:%S")
+        formatter.converter = time.gmtime
+        handler.setFormatter(formatter)
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for noisy in ("py4j", "botocore", "urllib3", "httpx", "websockets", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    root._binance_etl_configured = True  # type: ignore[attr-defined]

@@ -1,0 +1,110 @@
+"""Idempotent migrations of the raw store, and its day partitions.
+
+The raw table `trades` is range-partitioned by UTC day on `trade_time`. PostgreSQL requires a
+partitioned table's primary key to include the partition key, so the key is
+(symbol, trade_id, trade_time): a Binance trade never changes its time, so a trade written twice
+always collides with itself and `ON CONFLICT DO NOTHING` keeps one row.
+
+Partitions are created ahead of time for coming days (`PARTITIONS_AHEAD_DAYS`) and on demand for
+any day a writer touches (`ensure_partitions`), through one SQL function that serialises
+concurrent creators with an advisory lock.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, timedelta
+
+import psycopg
+import psycopg.sql
+
+logger = logging.getLogger(__name__)
+
+MIGRATION_LOCK = 727_001  # advisory lock key for migrations and partition creation
+
+TRADES_DDL = """
+CREATE TABLE IF NOT EXISTS trades (
+    symbol          text            NOT NULL,
+    trade_id        bigint          NOT NULL,
+    price           numeric(30, 8)  NOT NULL,
+    quantity        numeric(30, 8)  NOT NULL,
+    trade_time      timestamptz     NOT NULL,
+    event_time      timestamptz,
+    is_buyer_maker  boolean         NOT NULL,
+    ingested_at     timestamptz     NOT NULL DEFAULT now(),
+    PRIMARY KEY (symbol, trade_id, trade_time)
+) PARTITION BY RANGE (trade_time);
+
+CREATE OR REPLACE FUNCTION ensure_trades_partition(day date) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    name text := format('trades_%s', to_char(day, 'YYYYMMDD'));
+BEGIN
+    IF to_regclass(format('public.%I', name)) IS NULL THEN
+        PERFORM pg_advisory_xact_lock(727001);
+        IF to_regclass(format('public.%I', name)) IS NULL THEN
+            EXECUTE format(
+                'CREATE TABLE public.%I PARTITION OF public.trades FOR VALUES FROM (%L) TO (%L)',
+                name,
+                (day::timestamp AT TIME ZONE 'UTC'),
+                ((day + 1)::timestamp AT TIME ZONE 'UTC')
+            );
+        END IF;
+    END IF;
+    RETURN name;
+END $$;
+"""
+
+
+def partition_name(day: date) -> str:
+    return f"trades_{day:%Y%m%d}"
+
+
+def day_of(moment: datetime) -> date:
+    """The UTC day of an aware datetime."""
+    return moment.astimezone(UTC).date()
+
+
+def migrate(conn: psycopg.Connection, *, ahead_days: int = 3, today: date | None = None) -> None:
+    """Create the raw table and the partitions of today and the coming days; idempotent."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+        conn.execute(TRADES_DDL)
+    today = today or datetime.now(UTC).date()
+    ensure_partitions(conn, (today + timedelta(days=n) for n in range(ahead_days + 1)))
+
+
+def ensure_partitions(conn: psycopg.Connection, days: Iterable[date]) -> list[str]:
+    """Make sure each day has its partition; returns their names."""
+    names = []
+    with conn.transaction():
+        for day in sorted(set(days)):
+            row = conn.execute("SELECT ensure_trades_partition(%s)", (day,)).fetchone()
+            assert row is not None
+            names.append(str(row[0]))
+    return names
+
+
+def drop_partitions_older_than(conn: psycopg.Connection, days: int, today: date | None = None) -> list[str]:
+    """Retention: drop whole day partitions older than `days` days; returns what was dropped."""
+    today = today or datetime.now(UTC).date()
+    cutoff = today - timedelta(days=days)
+    rows = conn.execute(
+        """
+        SELECT c.relname FROM pg_inherits i
+        JOIN pg_class c ON c.oid = i.inhrelid
+        JOIN pg_class p ON p.oid = i.inhparent
+        WHERE p.relname = 'trades' AND c.relname ~ '^trades_[0-9]{8}$'
+        """
+    ).fetchall()
+    dropped = []
+    with conn.transaction():
+        for (name,) in rows:
+            day = datetime.strptime(name.removeprefix("trades_"), "%Y%m%d").date()
+            if day < cutoff:
+                conn.execute(psycopg.sql.SQL("DROP TABLE {}").format(psycopg.sql.Identifier(name)))
+                dropped.append(name)
+    if dropped:
+        logger.info("retention: dropped %d partition(s) older than %s", len(dropped), cutoff)
+    return sorted(dropped)

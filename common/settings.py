@@ -1,0 +1,153 @@
+"""The one typed settings object, read from the environment and `.env`.
+
+A missing or malformed value stops the program at start with one line naming the variable
+(`SettingsError`), never a traceback.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+SYMBOL_RE = re.compile(r"^[A-Z0-9-_.]{1,20}$")
+
+
+class SettingsError(SystemExit):
+    """A configuration problem, reported as one line naming the variable."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"configuration error: {message}")
+        self.message = message
+
+
+def parse_symbols(value: object) -> list[str]:
+    """`btcusdt, ETHUSDT` -> ["BTCUSDT", "ETHUSDT"]; Binance symbol syntax, no duplicates."""
+    if isinstance(value, str):
+        items = [part.strip() for part in value.split(",")]
+    elif isinstance(value, list | tuple):
+        items = [str(part).strip() for part in value]
+    else:
+        raise ValueError("expected a comma-separated list of symbols")
+    symbols: list[str] = []
+    for item in items:
+        if not item:
+            continue
+        symbol = item.upper()
+        if not SYMBOL_RE.match(symbol):
+            raise ValueError(f"{item!r} is not a Binance symbol (letters and digits, e.g. BTCUSDT)")
+        if symbol not in symbols:
+            symbols.append(symbol)
+    if not symbols:
+        raise ValueError("at least one symbol is required")
+    return symbols
+
+
+def _check_url(value: str | None, schemes: tuple[str, ...], name: str) -> str | None:
+    if value is None or value == "":
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or not (parts.netloc or parts.path):
+        raise ValueError(f"{name} must start with one of {', '.join(s + '://' for s in schemes)}")
+    return value.rstrip("/") if parts.scheme in ("http", "https", "ws", "wss") else value
+
+
+class Settings(BaseSettings):
+    """Every setting of the project (see `.env.example` and the README's table)."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    database_url: str | None = Field(default=None, description="raw trades store")
+    symbols: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["BTCUSDT", "ETHUSDT"])
+    binance_ws_url: str = "wss://stream.binance.com:9443"
+    binance_rest_url: str = "https://api.binance.com"
+    binance_data_url: str = "https://data.binance.vision"
+    lake_uri: str = "./data/lake"
+    s3_endpoint_url: str | None = None
+    warehouse_url: str | None = None
+    redshift_iam_role: str | None = None
+    spark_master: str = "local[*]"
+
+    # Optional knobs (documented in the README).
+    local_pg_dir: str = ".local/postgres"
+    trades_retention_days: int | None = Field(default=None, ge=1)
+    partitions_ahead_days: int = Field(default=3, ge=0, le=60)
+    gap_lookback_minutes: int = Field(default=60, ge=0)
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    batch_max_trades: int = Field(default=5000, ge=1)
+    batch_max_ms: int = Field(default=200, ge=1)
+    max_buffered_trades: int = Field(default=500_000, ge=1000)
+    jdbc_partitions: int = Field(default=2, ge=1, le=64)
+    jdbc_fetch_size: int = Field(default=50_000, ge=100)
+    gap_fail_threshold: int = Field(default=0, ge=0)
+    airflow_start_date: str = "2025-01-01"
+
+    @field_validator("symbols", mode="before")
+    @classmethod
+    def _symbols(cls, value: object) -> list[str]:
+        return parse_symbols(value)
+
+    @field_validator("database_url", "warehouse_url", mode="before")
+    @classmethod
+    def _pg_url(cls, value: str | None) -> str | None:
+        return _check_url(value, ("postgresql", "postgres", "redshift"), "the URL")
+
+    @field_validator("binance_ws_url", mode="before")
+    @classmethod
+    def _ws_url(cls, value: str) -> str | None:
+        return _check_url(value, ("ws", "wss"), "BINANCE_WS_URL")
+
+    @field_validator("binance_rest_url", "binance_data_url", "s3_endpoint_url", mode="before")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        return _check_url(value, ("http", "https"), "the URL")
+
+    @field_validator("lake_uri", mode="before")
+    @classmethod
+    def _lake(cls, value: str) -> str:
+        value = str(value).strip()
+        if not value:
+            raise ValueError("must not be empty")
+        scheme = urlsplit(value).scheme
+        if scheme not in ("", "file", "s3", "s3a"):
+            raise ValueError("must be a local path, file://, s3:// or s3a://")
+        return value.rstrip("/")
+
+    @field_validator("spark_master", mode="before")
+    @classmethod
+    def _spark(cls, value: str) -> str:
+        if not re.match(r"^(local(\[(\*|\d+)\])?|spark://[^/]+)$", str(value)):
+            raise ValueError("must be local[*], local[N] or spark://host:port")
+        return str(value)
+
+    @property
+    def warehouse_is_redshift(self) -> bool:
+        return bool(self.warehouse_url) and str(self.warehouse_url).startswith("redshift://")
+
+
+def _one_line(error: ValidationError) -> str:
+    first = error.errors()[0]
+    name = str(first["loc"][0]).upper() if first["loc"] else "setting"
+    message = str(first["msg"]).removeprefix("Value error, ")
+    value = first.get("input")
+    shown = f" (got {value!r})" if isinstance(value, str | int) and len(str(value)) < 80 else ""
+    return f"{name}: {message}{shown}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment and `.env`; raises SettingsError with one clear line."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        raise SettingsError(_one_line(error)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

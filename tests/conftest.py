@@ -1,0 +1,45 @@
+"""Shared fixtures. Integration fixtures start real services; unit tests need none."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from common.db import connect, with_database
+from common.localpg import LocalPostgres
+from common.schema import migrate
+
+
+@pytest.fixture(scope="session")
+def pg_server_url() -> str:
+    """A running PostgreSQL server: DATABASE_URL's when set, else the project's own local one."""
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        return url
+    return LocalPostgres(os.environ.get("LOCAL_PG_DIR", ".local/postgres")).ensure_running()
+
+
+@pytest.fixture(scope="session")
+def pg_url(pg_server_url: str) -> Iterator[str]:
+    """A fresh database for this test session, migrated, dropped afterwards."""
+    name = f"test_{uuid.uuid4().hex[:10]}"
+    with connect(pg_server_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = with_database(pg_server_url, name)
+    with connect(url, autocommit=True) as conn:
+        migrate(conn)
+    yield url
+    with connect(pg_server_url, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pg_conn(pg_url: str) -> Iterator[psycopg.Connection]:
+    """An autocommit connection to the session database, with `trades` emptied first."""
+    with connect(pg_url, autocommit=True) as conn:
+        conn.execute("TRUNCATE trades")
+        yield conn

@@ -1,0 +1,55 @@
+import pytest
+
+from common.settings import SettingsError, load_settings, parse_symbols
+
+
+def test_symbols_any_case_deduplicated():
+    assert parse_symbols("btcusdt, ETHUSDT,btcUSDT,") == ["BTCUSDT", "ETHUSDT"]
+
+
+@pytest.mark.parametrize("bad", ["", " , ", "btc usdt", "BTC/USDT"])
+def test_bad_symbols_rejected(bad):
+    with pytest.raises(ValueError, match=r"symbol"):
+        parse_symbols(bad)
+
+
+def test_defaults(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # no .env here
+    for name in ("SYMBOLS", "DATABASE_URL", "LAKE_URI", "SPARK_MASTER", "WAREHOUSE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    settings = load_settings()
+    assert settings.symbols == ["BTCUSDT", "ETHUSDT"]
+    assert settings.binance_ws_url == "wss://stream.binance.com:9443"
+    assert settings.lake_uri == "./data/lake"
+    assert settings.database_url is None
+    assert not settings.warehouse_is_redshift
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("SYMBOLS", "btc usdt"),
+        ("BINANCE_WS_URL", "http://example"),
+        ("LAKE_URI", "ftp://x/y"),
+        ("SPARK_MASTER", "yarn"),
+        ("DATABASE_URL", "mysql://x"),
+        ("BATCH_MAX_TRADES", "lots"),
+    ],
+)
+def test_bad_setting_is_one_line_naming_it(monkeypatch, tmp_path, name, value):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    message = str(info.value.code)
+    assert name in message
+    assert "\n" not in message
+
+
+def test_env_file_is_read(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SYMBOLS", raising=False)
+    (tmp_path / ".env").write_text("SYMBOLS=solusdt\nREDSHIFT_IAM_ROLE=arn:aws:iam::1:role/x\n")
+    settings = load_settings()
+    assert settings.symbols == ["SOLUSDT"]
+    assert settings.redshift_iam_role == "arn:aws:iam::1:role/x"
