@@ -13,6 +13,16 @@ from common.db import connect, with_database
 from common.localpg import LocalPostgres
 from common.schema import migrate
 
+# Each area keeps its fixtures in its own plugin module.
+pytest_plugins = [
+    "tests.plugins.replay",
+    "tests.plugins.ingest",
+    "tests.plugins.spark",
+    "tests.plugins.s3",
+    "tests.plugins.airflow",
+    "tests.plugins.backfill",
+]
+
 
 @pytest.fixture(scope="session")
 def pg_server_url() -> str:

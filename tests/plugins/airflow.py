@@ -1,0 +1,1 @@
+"""Pytest fixtures for the airflow area (registered in tests/conftest.py)."""

@@ -1,0 +1,1 @@
+"""Pytest fixtures for the backfill area (registered in tests/conftest.py)."""

@@ -1,0 +1,1 @@
+"""Pytest fixtures for the ingest area (registered in tests/conftest.py)."""

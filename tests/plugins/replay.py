@@ -1,0 +1,1 @@
+"""Pytest fixtures for the replay area (registered in tests/conftest.py)."""

@@ -1,0 +1,1 @@
+"""Pytest fixtures for the s3 area (registered in tests/conftest.py)."""

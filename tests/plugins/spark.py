@@ -1,0 +1,1 @@
+"""Pytest fixtures for the spark area (registered in tests/conftest.py)."""
