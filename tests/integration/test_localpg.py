@@ -1,0 +1,60 @@
+"""The project's own PostgreSQL: start, reuse, TCP on 127.0.0.1, restart, stop — as root too."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from common.db import connect
+from common.localpg import LocalPostgres, reachable_by_others
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def private_home(tmp_path: Path):
+    """A server folder under a 0700 directory, like a checkout in root's home."""
+    parent = tmp_path / "private"
+    parent.mkdir(mode=0o700)
+    parent.chmod(0o700)
+    server = LocalPostgres(parent / "pg")
+    yield server
+    server.stop(mode="immediate")
+
+
+def test_start_reuse_restart_stop(private_home: LocalPostgres):
+    url = private_home.ensure_running()
+    assert url.startswith("postgresql://postgres@127.0.0.1:")
+    assert private_home.ensure_running() == url  # reused, same port
+    with connect(url) as conn:
+        row = conn.execute("SHOW listen_addresses").fetchone()
+        assert row == ("127.0.0.1",)
+        assert conn.execute("SHOW timezone").fetchone() == ("UTC",)
+        conn.execute("CREATE TABLE kept (x int)")
+        conn.execute("INSERT INTO kept VALUES (42)")
+        conn.commit()
+    assert private_home.restart() == url
+    with connect(url) as conn:
+        assert conn.execute("SELECT x FROM kept").fetchone() == (42,)
+    assert private_home.stop() is True
+    assert private_home.status() is None
+    assert private_home.stop() is False
+    assert private_home.ensure_running() != ""  # starts again on the same data
+    with connect(private_home.status() or "") as conn:
+        assert conn.execute("SELECT x FROM kept").fetchone() == (42,)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the root path only applies when running as root")
+def test_root_runs_server_as_unprivileged_user(private_home: LocalPostgres):
+    private_home.ensure_running()
+    layout = private_home.layout()
+    assert not reachable_by_others(private_home.home.parent)
+    # data moved where the service user can reach it; the binaries it runs are reachable too
+    assert reachable_by_others(layout.pgdata.parent)
+    assert reachable_by_others(layout.bindir)
+    pid = int((layout.pgdata / "postmaster.pid").read_text().splitlines()[0])
+    assert Path(f"/proc/{pid}").stat().st_uid != 0
+    assert stat.S_IMODE(layout.pgdata.stat().st_mode) == 0o700
