@@ -29,7 +29,9 @@ def main(argv: list[str]) -> int:
         print(f"\n=== bench {name}: {BENCHES[name]}", flush=True)
         started = time.monotonic()
         result = subprocess.run([sys.executable, "-m", f"bench.{name}"], check=False)
-        print(f"=== bench {name}: exit {result.returncode} after {time.monotonic() - started:.0f} s")
+        print(
+            f"=== bench {name}: exit {result.returncode} after {time.monotonic() - started:.0f} s"
+        )
         if result.returncode != 0:
             failed.append(name)
     if failed:

@@ -85,7 +85,14 @@ def _ensure_service_user() -> pwd.struct_passwd:
         return pwd.getpwnam(SERVICE_USER)
     except KeyError:
         subprocess.run(
-            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SERVICE_USER],
+            [
+                "useradd",
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                SERVICE_USER,
+            ],
             check=True,
             capture_output=True,
         )
@@ -138,11 +145,16 @@ class LocalPostgres:
             if directory == Path("/"):
                 break
             if directory.stat().st_uid == 0 and not directory.stat().st_mode & stat.S_IXOTH:
-                if directory.is_relative_to(Path("/var/lib/binance-etl")) or directory == layout.base:
+                if (
+                    directory.is_relative_to(Path("/var/lib/binance-etl"))
+                    or directory == layout.base
+                ):
                     directory.chmod(directory.stat().st_mode | 0o711)
         install = layout.bindir.parent
         if not (install / "bin" / "postgres").exists():
-            logger.info("copying PostgreSQL binaries to %s (reachable by %s)", install, SERVICE_USER)
+            logger.info(
+                "copying PostgreSQL binaries to %s (reachable by %s)", install, SERVICE_USER
+            )
             tmp = install.with_name(install.name + ".tmp")
             shutil.rmtree(tmp, ignore_errors=True)
             shutil.copytree(_pginstall(), tmp, symlinks=True)
@@ -153,18 +165,26 @@ class LocalPostgres:
         os.chown(layout.base, user.pw_uid, user.pw_gid)
 
     # -- commands ------------------------------------------------------------------------
-    def _run(self, layout: Layout, args: list[str], check: bool = True) -> subprocess.CompletedProcess[str]:
+    def _run(
+        self, layout: Layout, args: list[str], check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         command = [str(layout.bindir / args[0]), *args[1:]]
         kwargs: dict[str, object] = {}
         if self.as_root:
             user = _ensure_service_user()
             kwargs = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
         result = subprocess.run(  # noqa: PLW1510 - check handled below for a readable error
-            command, capture_output=True, text=True, cwd=layout.base, **kwargs  # type: ignore[call-overload]
+            command,
+            capture_output=True,
+            text=True,
+            cwd=layout.base,
+            **kwargs,  # type: ignore[call-overload]
         )
         if check and result.returncode != 0:
             output = (result.stderr or result.stdout).strip().splitlines()
-            raise LocalPostgresError(f"{args[0]} failed: {output[-1] if output else result.returncode}")
+            raise LocalPostgresError(
+                f"{args[0]} failed: {output[-1] if output else result.returncode}"
+            )
         return result  # type: ignore[no-any-return]
 
     @contextlib.contextmanager
@@ -217,16 +237,36 @@ class LocalPostgres:
                 logger.info("initialising a new PostgreSQL data folder at %s", layout.pgdata)
                 self._run(
                     layout,
-                    ["initdb", "-D", str(layout.pgdata), "-U", "postgres", "--auth=trust",
-                     "--encoding=UTF8", "--locale=C", "--no-instructions"],
+                    [
+                        "initdb",
+                        "-D",
+                        str(layout.pgdata),
+                        "-U",
+                        "postgres",
+                        "--auth=trust",
+                        "--encoding=UTF8",
+                        "--locale=C",
+                        "--no-instructions",
+                    ],
                 )
             port = free_port()
             options = " ".join(f"-c {key}={value}" for key, value in SERVER_SETTINGS.items())
             options = options.replace("unix_socket_directories=", "unix_socket_directories=''")
             self._run(
                 layout,
-                ["pg_ctl", "-D", str(layout.pgdata), "-l", str(layout.logfile), "-w", "-t", "60",
-                 "-o", f"-p {port} {options}", "start"],
+                [
+                    "pg_ctl",
+                    "-D",
+                    str(layout.pgdata),
+                    "-l",
+                    str(layout.logfile),
+                    "-w",
+                    "-t",
+                    "60",
+                    "-o",
+                    f"-p {port} {options}",
+                    "start",
+                ],
             )
             layout.portfile.write_text(f"{port}\n")
             deadline = time.monotonic() + 30
@@ -250,8 +290,20 @@ class LocalPostgres:
         """Stop and start on the same port (used by tests of a database restart)."""
         with self._lock():
             layout = self.layout()
-            self._run(layout, ["pg_ctl", "-D", str(layout.pgdata), "-m", "fast", "-w",
-                               "-l", str(layout.logfile), "restart"])
+            self._run(
+                layout,
+                [
+                    "pg_ctl",
+                    "-D",
+                    str(layout.pgdata),
+                    "-m",
+                    "fast",
+                    "-w",
+                    "-l",
+                    str(layout.logfile),
+                    "restart",
+                ],
+            )
             port = self._running_port(layout)
             if port is None:
                 raise LocalPostgresError(f"server did not come back; see {layout.logfile}")
@@ -261,7 +313,9 @@ class LocalPostgres:
 def main(argv: list[str] | None = None) -> int:
     from common.settings import load_settings
 
-    parser = argparse.ArgumentParser(prog="python -m common.localpg", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m common.localpg", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("command", choices=["start", "stop", "status", "url"])
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")

@@ -23,8 +23,9 @@ def setup_logging(level: str | int | None = None) -> None:
         handler.setFormatter(logging.Formatter("%(message)s"))
     else:
         handler = logging.StreamHandler()
-        formatter = logging.Formatter("%(asctime)sZ %(levelname)-7s %(name)s: %(message)s",
-                                      "%Y-%m-%dT%H:%M:%S")
+        formatter = logging.Formatter(
+            "%(asctime)sZ %(levelname)-7s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S"
+        )
         formatter.converter = time.gmtime
         handler.setFormatter(formatter)
     root.handlers[:] = [handler]

@@ -86,7 +86,9 @@ def ensure_partitions(conn: psycopg.Connection, days: Iterable[date]) -> list[st
     return names
 
 
-def drop_partitions_older_than(conn: psycopg.Connection, days: int, today: date | None = None) -> list[str]:
+def drop_partitions_older_than(
+    conn: psycopg.Connection, days: int, today: date | None = None
+) -> list[str]:
     """Retention: drop whole day partitions older than `days` days; returns what was dropped."""
     today = today or datetime.now(UTC).date()
     cutoff = today - timedelta(days=days)

@@ -87,6 +87,16 @@ class Settings(BaseSettings):
     jdbc_fetch_size: int = Field(default=50_000, ge=100)
     gap_fail_threshold: int = Field(default=0, ge=0)
     airflow_start_date: str = "2025-01-01"
+    # Streamer connection supervision (ingest): a socket silent longer than WS_SILENCE_SECONDS is
+    # replaced; a connection is renewed after WS_MAX_AGE_SECONDS (Binance cuts at 24 h);
+    # reconnect back-off grows up to RECONNECT_MAX_SECONDS.
+    ws_silence_seconds: float = Field(default=60.0, gt=0)
+    ws_max_age_seconds: float = Field(default=23 * 3600.0, gt=0, le=24 * 3600.0)
+    reconnect_max_seconds: float = Field(default=30.0, gt=0)
+    # The DAG's wait for a complete raw day (issue 5): off for historical days loaded in bulk.
+    airflow_wait_for_raw_day: bool = True
+    airflow_raw_day_timeout_minutes: int = Field(default=360, ge=1)
+    airflow_raw_day_poke_seconds: int = Field(default=300, ge=5)
 
     @field_validator("symbols", mode="before")
     @classmethod

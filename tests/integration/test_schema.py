@@ -32,10 +32,12 @@ def test_partition_bounds_are_utc_days(pg_conn: psycopg.Connection):
     day = date(2021, 3, 14)
     ensure_partitions(pg_conn, [day, day])
     bounds = pg_conn.execute(
-        "SELECT pg_get_expr(c.relpartbound, c.oid) FROM pg_class c WHERE relname = 'trades_20210314'"
+        "SELECT pg_get_expr(c.relpartbound, c.oid) FROM pg_class c "
+        "WHERE relname = 'trades_20210314'"
     ).fetchone()
     assert bounds is not None
-    assert "2021-03-14 00:00:00+00" in bounds[0] and "2021-03-15 00:00:00+00" in bounds[0]
+    assert "2021-03-14 00:00:00+00" in bounds[0]
+    assert "2021-03-15 00:00:00+00" in bounds[0]
     insert = (
         "INSERT INTO trades (symbol, trade_id, price, quantity, trade_time, is_buyer_maker) "
         "VALUES ('BTCUSDT', %s, 1, 1, %s, false) ON CONFLICT DO NOTHING"

@@ -1,0 +1,247 @@
+"""`make demo`: the pipeline end to end on local defaults.
+
+1. the project's own PostgreSQL (or DATABASE_URL), migrated;
+2. Binance when it answers, otherwise the bundled Binance-compatible replay feed (WebSocket,
+   REST and daily dump files for yesterday, generated in Binance's real format);
+3. yesterday's history from the daily dumps (`python -m etl.backfill`);
+4. live trades for a while (`python stream.py --duration N`);
+5. the daily batch for yesterday (`python -m etl.main`): Spark -> Parquet lake -> warehouse;
+6. a summary of what landed where.
+
+Every step is the real command a user runs; rerunning the demo changes nothing it already did
+(the backfill skips loaded days, the batch replaces its day).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+from common.db import connect, redact, resolve_database_url, resolve_warehouse_url
+from common.logs import setup_logging
+from common.schema import migrate
+from common.settings import Settings, load_settings
+
+logger = logging.getLogger("demo")
+console = Console()
+DEMO_DIR = Path(".local/demo")
+
+
+def binance_reachable(settings: Settings) -> bool:
+    try:
+        response = httpx.get(f"{settings.binance_rest_url}/api/v3/ping", timeout=3.0)
+    except httpx.HTTPError:
+        return False
+    return response.status_code == 200
+
+
+def step(title: str) -> None:
+    console.rule(f"[bold cyan]{title}")
+
+
+def run(command: list[str], env: dict[str, str]) -> None:
+    console.print(f"[dim]$ {' '.join(command)}")
+    result = subprocess.run(command, env=env, check=False)
+    if result.returncode != 0:
+        raise SystemExit(f"demo: `{' '.join(command)}` failed with exit code {result.returncode}")
+
+
+@contextlib.contextmanager
+def replay_feed(symbols: list[str], day: date, trades_per_day: int) -> Iterator[dict[str, str]]:
+    """Generate yesterday's dump files and start the replay feed; yields its URLs as settings."""
+    dumps = DEMO_DIR / "dumps"
+    for symbol in symbols:
+        if not (dumps / symbol / f"{symbol}-trades-{day}.zip").exists():
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "replay.dumps",
+                    "--dumps-dir",
+                    str(dumps),
+                    "--symbols",
+                    symbol,
+                    "--from",
+                    str(day),
+                    "--to",
+                    str(day),
+                    "--trades",
+                    str(trades_per_day),
+                ],
+                check=True,
+            )
+    log = open(DEMO_DIR / "replay.log", "w")  # noqa: SIM115 - closed below
+    feed = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "replay",
+            "--symbols",
+            ",".join(symbols),
+            "--rate",
+            "400",
+            "--dumps-dir",
+            str(dumps),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+    )
+    try:
+        assert feed.stdout is not None
+        line = feed.stdout.readline()
+        urls = dict(re.findall(r"(BINANCE_\w+_URL)=(\S+)", line))
+        if "BINANCE_WS_URL" not in urls:
+            raise SystemExit(f"demo: the replay feed did not start; see {DEMO_DIR / 'replay.log'}")
+        console.print(f"replay feed: {urls['BINANCE_WS_URL']} (log {DEMO_DIR / 'replay.log'})")
+        yield urls
+    finally:
+        feed.terminate()
+        try:
+            feed.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            feed.kill()
+        log.close()
+
+
+def summary(settings: Settings, database_url: str, day: date) -> None:
+    step("What landed where")
+    raw = Table(title="raw trades in PostgreSQL (table trades)")
+    for column in ("UTC day", "symbol", "trades", "first id", "last id"):
+        raw.add_column(column, justify="right" if column != "symbol" else "left")
+    with connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT trade_time::date, symbol, count(*), min(trade_id), max(trade_id) "
+            "FROM trades GROUP BY 1, 2 ORDER BY 1, 2"
+        ).fetchall()
+    for when, symbol, count, first, last in rows:
+        raw.add_row(str(when), symbol, f"{count:,}", str(first), str(last))
+    console.print(raw)
+
+    lake = Path(settings.lake_uri.removeprefix("file://"))
+    if "://" not in settings.lake_uri or settings.lake_uri.startswith("file://"):
+        files = Table(title=f"Parquet lake {lake} for {day}")
+        files.add_column("partition")
+        files.add_column("files", justify="right")
+        files.add_column("bytes", justify="right")
+        suffix = f"year={day:%Y}/month={day:%m}/day={day:%d}"
+        for table in ("dim_time", "dim_symbol", "fact_trades"):
+            folder = lake / table / suffix
+            parquet = list(folder.glob("*.parquet")) if folder.exists() else []
+            files.add_row(
+                str(folder), str(len(parquet)), f"{sum(p.stat().st_size for p in parquet):,}"
+            )
+        console.print(files)
+
+    if settings.warehouse_is_redshift:
+        return
+    warehouse = Table(title="warehouse (schema warehouse)")
+    for column in ("table", "rows for the day"):
+        warehouse.add_column(column)
+    with connect(resolve_warehouse_url(settings)) as conn:
+        counts = {
+            "dim_time": conn.execute(
+                "SELECT count(*) FROM warehouse.dim_time WHERE datetime::date = %s", (day,)
+            ).fetchone(),
+            "dim_symbol": conn.execute("SELECT count(*) FROM warehouse.dim_symbol").fetchone(),
+            "fact_trades": conn.execute(
+                "SELECT count(*) FROM warehouse.fact_trades WHERE trade_date = %s", (day,)
+            ).fetchone(),
+        }
+        for name, count in counts.items():
+            warehouse.add_row(name, f"{count[0] if count else 0:,}")
+        console.print(warehouse)
+        facts = conn.execute(
+            "SELECT symbol, trade_minute, open_price, close_price, vwap, total_quantity, "
+            "trade_count "
+            "FROM warehouse.fact_trades WHERE trade_date = %s ORDER BY trade_count DESC, symbol "
+            "LIMIT 5",
+            (day,),
+        )
+        sample = Table(title=f"busiest minutes of {day} (warehouse.fact_trades)")
+        for column in ("symbol", "minute", "open", "close", "vwap", "quantity", "trades"):
+            sample.add_column(column)
+        for row in facts.fetchall():
+            sample.add_row(*(str(value) for value in row))
+        console.print(sample)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="make demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--stream-seconds", type=int, default=20)
+    parser.add_argument(
+        "--trades-per-day",
+        type=int,
+        default=200_000,
+        help="trades per symbol in the generated dump of yesterday (replay feed)",
+    )
+    parser.add_argument(
+        "--replay", action="store_true", help="use the replay feed even if Binance answers"
+    )
+    args = parser.parse_args(argv)
+    setup_logging()
+    settings = load_settings()
+    DEMO_DIR.mkdir(parents=True, exist_ok=True)
+    day = datetime.now(UTC).date() - timedelta(days=1)
+    started = time.monotonic()
+
+    step("1. PostgreSQL")
+    database_url = resolve_database_url(settings)
+    with connect(database_url, autocommit=True) as conn:
+        migrate(conn, ahead_days=settings.partitions_ahead_days)
+    console.print(f"raw store: {redact(database_url)}")
+    env = dict(os.environ, DATABASE_URL=database_url, PYTHONPATH=os.getcwd())
+
+    step("2. Market data source")
+    use_binance = not args.replay and binance_reachable(settings)
+    feed: contextlib.AbstractContextManager[dict[str, str]]
+    if use_binance:
+        console.print(f"Binance answers at {settings.binance_rest_url}: using the real exchange")
+        feed = contextlib.nullcontext({})
+    else:
+        console.print("Binance cannot be reached: using the bundled replay feed")
+        feed = replay_feed(settings.symbols, day, args.trades_per_day)
+    with feed as urls:
+        env.update(urls)
+        step(f"3. History: yesterday ({day}) from the daily dump files")
+        run(
+            [
+                sys.executable,
+                "-m",
+                "etl.backfill",
+                "--symbols",
+                ",".join(settings.symbols),
+                "--from",
+                str(day),
+                "--to",
+                str(day),
+            ],
+            env,
+        )
+        step(f"4. Live trades for {args.stream_seconds} s")
+        run([sys.executable, "stream.py", "--duration", str(args.stream_seconds)], env)
+    step(f"5. The daily batch for {day}")
+    run([sys.executable, "-m", "etl.main", "--date", str(day)], env)
+    summary(settings, database_url, day)
+    console.print(
+        f"\n[bold green]demo finished in {time.monotonic() - started:.0f} s.[/] "
+        "The local PostgreSQL keeps running (stop it with `make db-stop`)."
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
