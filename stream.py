@@ -1,0 +1,10 @@
+"""Real-time ingest of Binance spot trades into PostgreSQL (see docs/ingest.md)."""
+
+from __future__ import annotations
+
+import sys
+
+from ingest.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
