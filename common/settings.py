@@ -82,7 +82,7 @@ class Settings(BaseSettings):
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
     batch_max_trades: int = Field(default=5000, ge=1)
     batch_max_ms: int = Field(default=200, ge=1)
-    max_buffered_trades: int = Field(default=500_000, ge=1000)
+    max_buffered_trades: int = Field(default=250_000, ge=1000)
     jdbc_partitions: int = Field(default=2, ge=1, le=64)
     jdbc_fetch_size: int = Field(default=50_000, ge=100)
     gap_fail_threshold: int = Field(default=0, ge=0)

@@ -47,7 +47,7 @@ class StreamerConfig:
     rest_url: str
     batch_max_trades: int = 5000
     batch_max_ms: int = 200
-    max_buffered_trades: int = 500_000
+    max_buffered_trades: int = 250_000
     lookback_minutes: int = 60
     metrics_port: int | None = None
     silence_seconds: float = 60.0
