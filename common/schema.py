@@ -1,9 +1,12 @@
 """Idempotent migrations of the raw store, and its day partitions.
 
-The raw table `trades` is range-partitioned by UTC day on `trade_time`. PostgreSQL requires a
-partitioned table's primary key to include the partition key, so the key is
-(symbol, trade_id, trade_time): a Binance trade never changes its time, so a trade written twice
-always collides with itself and `ON CONFLICT DO NOTHING` keeps one row.
+The raw table `trades` is range-partitioned by UTC day on `trade_time`, and every day partition
+has the primary key (symbol, trade_id): Binance's identity of a trade. PostgreSQL would make a
+key declared on the partitioned parent include the partition key (trade_time), and that is not
+enough: the same trade arrives with a millisecond time from the stream and REST and with a
+microsecond time from the daily dumps. Both times fall in the same UTC day (a millisecond never
+straddles midnight), so a per-partition key on (symbol, trade_id) catches every second copy, and
+`INSERT ... ON CONFLICT DO NOTHING` into `trades` keeps one row whichever way a trade came in.
 
 Partitions are created ahead of time for coming days (`PARTITIONS_AHEAD_DAYS`) and on demand for
 any day a writer touches (`ensure_partitions`), through one SQL function that serialises
@@ -32,8 +35,7 @@ CREATE TABLE IF NOT EXISTS trades (
     trade_time      timestamptz     NOT NULL,
     event_time      timestamptz,
     is_buyer_maker  boolean         NOT NULL,
-    ingested_at     timestamptz     NOT NULL DEFAULT now(),
-    PRIMARY KEY (symbol, trade_id, trade_time)
+    ingested_at     timestamptz     NOT NULL DEFAULT now()
 ) PARTITION BY RANGE (trade_time);
 
 CREATE OR REPLACE FUNCTION ensure_trades_partition(day date) RETURNS text
@@ -44,12 +46,18 @@ BEGIN
     IF to_regclass(format('public.%I', name)) IS NULL THEN
         PERFORM pg_advisory_xact_lock(727001);
         IF to_regclass(format('public.%I', name)) IS NULL THEN
-            EXECUTE format(
-                'CREATE TABLE public.%I PARTITION OF public.trades FOR VALUES FROM (%L) TO (%L)',
-                name,
-                (day::timestamp AT TIME ZONE 'UTC'),
-                ((day + 1)::timestamp AT TIME ZONE 'UTC')
-            );
+            BEGIN
+                EXECUTE format(
+                    'CREATE TABLE public.%I PARTITION OF public.trades '
+                    '(PRIMARY KEY (symbol, trade_id)) FOR VALUES FROM (%L) TO (%L)',
+                    name,
+                    (day::timestamp AT TIME ZONE 'UTC'),
+                    ((day + 1)::timestamp AT TIME ZONE 'UTC')
+                );
+            EXCEPTION WHEN duplicate_table THEN
+                -- another session created it between our check and our lock's snapshot
+                NULL;
+            END;
         END IF;
     END IF;
     RETURN name;

@@ -58,3 +58,37 @@ def test_retention_drops_only_old_days(pg_conn: psycopg.Connection):
     assert "trades_20300101" in dropped
     assert "trades_20300105" not in dropped
     assert {"trades_20300105", "trades_20300109"} <= partitions(pg_conn)
+
+
+def test_one_row_per_trade_whatever_its_time_precision(pg_conn: psycopg.Connection):
+    """The stream says T in milliseconds, the daily dumps in microseconds: still one trade."""
+    ensure_partitions(pg_conn, [date(2025, 9, 1)])
+    insert = (
+        "INSERT INTO trades (symbol, trade_id, price, quantity, trade_time, is_buyer_maker) "
+        "VALUES ('BTCUSDT', 7, 108246.01, 0.0001, %s, true) ON CONFLICT DO NOTHING"
+    )
+    pg_conn.execute(insert, (datetime(2025, 9, 1, 12, 0, 0, 12000, tzinfo=UTC),))
+    pg_conn.execute(insert, (datetime(2025, 9, 1, 12, 0, 0, 12345, tzinfo=UTC),))
+    assert pg_conn.execute("SELECT count(*) FROM trades").fetchone() == (1,)
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        pg_conn.execute(
+            insert.removesuffix(" ON CONFLICT DO NOTHING"),
+            (datetime(2025, 9, 1, 12, 0, 0, 12345, tzinfo=UTC),),
+        )
+
+
+def test_concurrent_partition_creation(pg_url: str):
+    """Many writers touching a new day at once all succeed; the day gets one partition."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from common.db import connect
+
+    day = date(2031, 7, 4)
+
+    def create(_: int) -> list[str]:
+        with connect(pg_url, autocommit=True) as conn:
+            return ensure_partitions(conn, [day])
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(create, range(16)))
+    assert all(result == ["trades_20310704"] for result in results)
