@@ -1,10 +1,9 @@
 """Loading one verified daily dump into the raw `trades` table, idempotently, with COPY.
 
-A trade is identified by (symbol, trade_id) — the design's rule — but the table's primary key
-also holds `trade_time`, and a dump's times (microseconds since 2025) are finer than the
-stream's (milliseconds): the same trade streamed and then backfilled has two different keys, so
-`INSERT ... ON CONFLICT DO NOTHING` alone would store it twice. The loader therefore de-duplicates
-on the id:
+A trade is identified by (symbol, trade_id), the primary key of every day partition. A dump's
+times (microseconds since 2025) are finer than the stream's (milliseconds), so a trade streamed
+and then backfilled differs in `trade_time`; the partition key still rejects the second copy, but
+a rejected row aborts a COPY. The loader therefore skips stored ids itself and keeps to COPY:
 
 1. It locks the day's partition against concurrent writers (SHARE ROW EXCLUSIVE: readers go
    on; a writer into that day waits for this transaction) and reads which ids of the symbol are
