@@ -1,0 +1,340 @@
+"""Benchmark of the day batch on a generated day (default 10 million trades, 4 symbols).
+
+    python -m bench.etl [--trades 10000000] [--keep]
+
+Prints, from one run on the same data: PostgreSQL's `COPY (day) TO STDOUT` into a null sink
+(the floor for anything that reads over a connection), PostgreSQL's own GROUP BY of the day into
+a table, the Spark extract alone (no-op sink), the whole batch end to end (Spark start to
+warehouse committed) with its stages, the naive tutorial path (one JDBC partition, the driver's
+default fetch size, the whole table filtered by Spark, float columns) as a baseline, the ratios
+and the peak memory (resident set of the process tree: driver JVM + Python; in local mode the
+executors live in the driver JVM). Each Spark variant runs in its own child process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import psutil
+from rich.console import Console
+from rich.table import Table
+
+from common.db import connect, resolve_database_url, with_database
+from common.logs import setup_logging
+from common.schema import ensure_partitions, migrate
+from common.settings import load_settings
+from etl.utils import day_bounds
+
+logger = logging.getLogger(__name__)
+
+BENCH_DB = "bench_etl"
+BENCH_SYMBOLS = (
+    # symbol, first trade id, base price, quantity lot
+    ("BTCUSDT", 5_000_000_000, "112345.12345678", "0.00001234"),
+    ("ETHUSDT", 2_000_000_000, "4321.87654321", "0.00012345"),
+    ("1000PEPEUSDT", 90_000_000, "0.01012345", "123.45678"),
+    ("SOLUSDT", 800_000_000, "201.12345678", "0.00123456"),
+)
+
+GENERATE_SQL = """
+INSERT INTO trades (symbol, trade_id, price, quantity, trade_time, event_time, is_buyer_maker)
+SELECT s.symbol, s.first_id + g,
+       round((s.base * (1 + 0.02 * sin(g / 5000.0)))::numeric, 8),
+       ((g * 104729) %% 99991 + 1) * s.lot,
+       %(start)s + (g * 86399999 / %(n)s) * interval '1 millisecond',
+       %(start)s + (g * 86399999 / %(n)s + 2) * interval '1 millisecond',
+       g %% 7 < 3
+FROM (VALUES %(values)s) AS s(symbol, first_id, base, lot),
+     generate_series(0::bigint, %(n)s - 1) AS g
+"""
+
+
+def prepare_database(server_url: str, day: date, trades: int) -> str:
+    """A bench database holding exactly `trades` generated trades on `day` (reused if so)."""
+    with connect(server_url, autocommit=True) as admin:
+        exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (BENCH_DB,))
+        if exists.fetchone() is None:
+            admin.execute(f'CREATE DATABASE "{BENCH_DB}"')
+    url = with_database(server_url, BENCH_DB)
+    start, end = day_bounds(day)
+    with connect(url, autocommit=True) as conn:
+        migrate(conn)
+        ensure_partitions(conn, [day - timedelta(days=1), day, day + timedelta(days=1)])
+        row = conn.execute(
+            "SELECT count(*) FROM trades WHERE trade_time >= %s AND trade_time < %s", (start, end)
+        ).fetchone()
+        if row and row[0] == trades:
+            logger.info("reusing the generated day (%s trades)", f"{trades:,}")
+            return url
+        conn.execute("TRUNCATE trades")
+        per_symbol = trades // len(BENCH_SYMBOLS)
+        started = time.perf_counter()
+        conn.execute("SET synchronous_commit = off")
+        for index, (symbol, first_id, base, lot) in enumerate(BENCH_SYMBOLS):
+            n = per_symbol + (trades - per_symbol * len(BENCH_SYMBOLS) if index == 0 else 0)
+            values = f"('{symbol}', {first_id}::bigint, {base}::numeric, {lot}::numeric)"
+            # `values` holds the module's own constants only; the rest is bound.
+            conn.execute(GENERATE_SQL.replace("%(values)s", values), {"start": start, "n": n})
+            # the stream passed the day's end: one trade just after midnight, one just before
+            conn.execute(
+                "INSERT INTO trades (symbol, trade_id, price, quantity, trade_time, is_buyer_maker)"
+                " VALUES (%s, %s, %s, 1, %s, false), (%s, %s, %s, 1, %s, true)",
+                (symbol, first_id - 1, base, start - timedelta(milliseconds=1),
+                 symbol, first_id + n, base, end),
+            )
+        conn.execute("ANALYZE trades")
+        logger.info("generated %s trades in %.1f s", f"{trades:,}", time.perf_counter() - started)
+    return url
+
+
+def copy_floor(url: str, day: date) -> tuple[float, int]:
+    """Seconds for PostgreSQL to hand out the day's rows (`COPY ... TO STDOUT`, null sink)."""
+    start, end = day_bounds(day)
+    received = 0
+    with connect(url) as conn, conn.cursor() as cursor:
+        started = time.perf_counter()
+        query = (
+            "COPY (SELECT symbol, trade_id, price, quantity, trade_time, is_buyer_maker "
+            "FROM public.trades WHERE trade_time >= {} AND trade_time < {}) TO STDOUT"
+        )
+        from psycopg import sql
+
+        statement = sql.SQL(query).format(sql.Literal(start), sql.Literal(end))
+        with cursor.copy(statement) as copy:
+            for block in copy:
+                received += len(block)
+        return time.perf_counter() - started, received
+
+
+def postgres_group_by(url: str, day: date) -> float:
+    """Seconds for PostgreSQL's own per-(symbol, minute) GROUP BY of the day into a table."""
+    start, end = day_bounds(day)
+    with connect(url, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS bench_minutes")
+        started = time.perf_counter()
+        conn.execute(
+            """
+            CREATE TABLE bench_minutes AS
+            SELECT symbol, date_trunc('minute', trade_time) AS trade_minute,
+                   min(price) AS min_price, max(price) AS max_price, avg(price) AS avg_price,
+                   sum(quantity) AS total_quantity, sum(price * quantity) AS total_trade_value,
+                   count(*) AS trade_count
+            FROM trades WHERE trade_time >= %s AND trade_time < %s
+            GROUP BY 1, 2
+            """,
+            (start, end),
+        )
+        elapsed = time.perf_counter() - started
+        conn.execute("DROP TABLE bench_minutes")
+    return elapsed
+
+
+class PeakMemory:
+    """Samples the resident memory of a process and all its descendants."""
+
+    def __init__(self, pid: int, interval: float = 0.2) -> None:
+        self.pid, self.interval, self.peak = pid, interval, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                root = psutil.Process(self.pid)
+                processes = [root, *root.children(recursive=True)]
+                total = 0
+                for process in processes:
+                    try:
+                        total += process.memory_info().rss
+                    except psutil.NoSuchProcess:
+                        continue
+                self.peak = max(self.peak, total)
+            except psutil.NoSuchProcess:
+                return
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def run_variant(variant: str, url: str, day: date, lake: str) -> dict[str, Any]:
+    """One Spark variant in a child process; its JSON result plus the tree's peak memory."""
+    env = {**os.environ, "DATABASE_URL": url, "WAREHOUSE_URL": url, "LAKE_URI": lake,
+           "SPARK_MASTER": os.environ.get("SPARK_MASTER", "local[2]"),
+           "SYMBOLS": ",".join(symbol for symbol, *_ in BENCH_SYMBOLS)}
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        command = [sys.executable, "-m", "bench.etl", "--variant", variant, "--day",
+                   day.isoformat(), "--out", out.name]
+        started = time.perf_counter()
+        process = subprocess.Popen(command, env=env)
+        with PeakMemory(process.pid) as memory:
+            code = process.wait(timeout=3600)
+        wall = time.perf_counter() - started
+        result: dict[str, Any] = json.loads(Path(out.name).read_text() or "{}") if code == 0 else {}
+    result.update({"exit_code": code, "process_seconds": wall, "peak_rss_bytes": memory.peak})
+    return result
+
+
+def variant_main(variant: str, day: date, out: str) -> int:
+    """Inside the child: time one variant and write its figures as JSON."""
+    from pyspark.sql import functions as F
+
+    from etl.extract import read_day, read_day_naive
+    from etl.main import run_day
+    from etl.spark import build_session
+
+    settings = load_settings()
+    database_url = resolve_database_url(settings)
+    figures: dict[str, Any] = {}
+    started = time.perf_counter()
+    spark = build_session(settings.spark_master)
+    figures["spark_start"] = time.perf_counter() - started
+    if variant == "extract":
+        started = time.perf_counter()
+        frame = read_day(spark, database_url, day, partitions=settings.jdbc_partitions,
+                         fetch_size=settings.jdbc_fetch_size)
+        frame.write.format("noop").mode("overwrite").save()
+        figures["extract"] = time.perf_counter() - started
+    elif variant == "batch":
+        summary = run_day(day, settings, console=Console(stderr=True, quiet=True))
+        figures["batch_after_start"] = time.perf_counter() - started - figures["spark_start"]
+        figures["stages"] = summary.seconds
+        figures["rows_read"] = summary.rows_read
+        figures["batch"] = time.perf_counter() - started
+    elif variant == "naive":
+        started = time.perf_counter()
+        read_day_naive(spark, database_url, day).write.format("noop").mode("overwrite").save()
+        figures["extract"] = time.perf_counter() - started
+        started = time.perf_counter()
+        trades = read_day_naive(spark, database_url, day)
+        facts = trades.groupBy("symbol", F.date_trunc("minute", "trade_time").alias("m")).agg(
+            F.min("price"), F.max("price"), F.avg("price"), F.sum("quantity"),
+            F.sum(F.col("price") * F.col("quantity")), F.count(F.lit(1)),
+            F.min(F.struct("trade_time", "trade_id", "price")),
+            F.max(F.struct("trade_time", "trade_id", "price")),
+        )
+        with tempfile.TemporaryDirectory() as folder:
+            facts.write.mode("overwrite").parquet(folder + "/facts")
+        figures["naive_batch_after_extract"] = time.perf_counter() - started
+    else:
+        raise ValueError(f"unknown variant {variant!r}")
+    spark.stop()
+    Path(out).write_text(json.dumps(figures))
+    return 0
+
+
+def run(trades: int = 10_000_000, day: date = date(2025, 9, 10), *, keep: bool = False,
+        naive: bool = True) -> dict[str, Any]:
+    """Generate the day, measure every figure, return them (seconds, bytes, ratios)."""
+    settings = load_settings()
+    server = resolve_database_url(settings)
+    url = prepare_database(server, day, trades)
+    figures: dict[str, Any] = {"trades": trades, "day": day.isoformat()}
+    try:
+        figures["copy_floor"], figures["copy_bytes"] = copy_floor(url, day)
+        figures["postgres_group_by"] = postgres_group_by(url, day)
+        with tempfile.TemporaryDirectory(prefix="bench-lake-") as lake:
+            figures["extract"] = run_variant("extract", url, day, lake)
+            figures["batch"] = run_variant("batch", url, day, lake)
+            if naive:
+                figures["naive"] = run_variant("naive", url, day, lake)
+    finally:
+        if not keep:
+            with connect(server, autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
+    floor = figures["copy_floor"]
+    batch = figures["batch"]
+    figures["ratios"] = {
+        "batch_over_floor": batch.get("batch", float("nan")) / floor,
+        "extract_over_floor": figures["extract"].get("extract", float("nan")) / floor,
+        "extract_transform_stage_over_floor":
+            batch.get("stages", {}).get("extract_transform", float("nan")) / floor,
+    }
+    if naive:
+        naive_total = (figures["naive"].get("spark_start", 0) + figures["naive"].get("extract", 0)
+                       + figures["naive"].get("naive_batch_after_extract", 0))
+        figures["naive"]["batch"] = naive_total if figures["naive"]["exit_code"] == 0 else None
+        figures["ratios"]["naive_extract_over_extract"] = (
+            figures["naive"].get("extract", float("nan")) / figures["extract"]["extract"]
+            if figures["naive"]["exit_code"] == 0 else None
+        )
+    return figures
+
+
+def print_figures(figures: dict[str, Any]) -> None:
+    gib = 1024**3
+    floor = figures["copy_floor"]
+    table = Table(title=f"ETL day batch — {figures['trades']:,} trades, 4 symbols, local[2]")
+    for column in ("measure", "seconds", "× COPY floor", "peak memory"):
+        table.add_column(column, justify="left" if column == "measure" else "right")
+
+    def row(name: str, seconds: float | None, memory: int | None = None) -> None:
+        table.add_row(
+            name,
+            "failed" if seconds is None else f"{seconds:.1f}",
+            "" if seconds is None else f"{seconds / floor:.2f}",
+            "" if memory is None else f"{memory / gib:.2f} GiB",
+        )
+
+    row("PostgreSQL COPY (day) TO STDOUT, null sink", floor)
+    row("PostgreSQL GROUP BY (symbol, minute) into a table", figures["postgres_group_by"])
+    extract = figures["extract"]
+    row("Spark session start", extract.get("spark_start"))
+    row("Spark extract, no-op sink (2 ranges, fetch 50k)", extract.get("extract"),
+        extract["peak_rss_bytes"])
+    batch = figures["batch"]
+    for stage, seconds in batch.get("stages", {}).items():
+        row(f"  batch stage: {stage}", seconds)
+    row("batch end to end (Spark start → warehouse committed)", batch.get("batch"),
+        batch["peak_rss_bytes"])
+    if "naive" in figures:
+        naive = figures["naive"]
+        row("naive extract (1 partition, default fetch, floats)", naive.get("extract"),
+            naive["peak_rss_bytes"])
+        row("naive batch end to end (float aggregates → Parquet)", naive.get("batch"))
+    Console().print(table)
+    Console().print({key: round(value, 2) if isinstance(value, float) else value
+                     for key, value in figures["ratios"].items()})
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.etl", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--trades", type=int, default=10_000_000)
+    parser.add_argument("--day", default="2025-09-10")
+    parser.add_argument("--keep", action="store_true", help="keep the bench database for reruns")
+    parser.add_argument("--no-naive", action="store_true", help="skip the naive baseline")
+    parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--variant", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    setup_logging()
+    day = date.fromisoformat(args.day)
+    if args.variant:
+        return variant_main(args.variant, day, args.out)
+    figures = run(args.trades, day, keep=args.keep, naive=not args.no_naive)
+    print_figures(figures)
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

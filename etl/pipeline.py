@@ -1,0 +1,246 @@
+"""The batch's stages, each idempotent and safe to retry (the Airflow DAG runs them as tasks):
+
+    raw_day_status → stage_day → check_quality → publish_lake → load_warehouse
+
+Every function takes the UTC day and optional Settings (default: `load_settings()`), and
+returns a JSON-serialisable dict (Airflow XCom). `stage_day` also accepts an existing
+SparkSession (the tests' shared one); otherwise it uses the active session or builds one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import date
+from typing import Any
+
+import psycopg
+from pyspark import StorageLevel
+from pyspark.sql import SparkSession
+
+from common.db import connect, redact, resolve_database_url, resolve_warehouse_url
+from common.settings import Settings, load_settings
+from etl.extract import read_day
+from etl.lake import Lake
+from etl.load import PostgresTarget, RedshiftTarget, Target, load_day
+from etl.quality import (
+    QualityGateError,
+    evaluate,
+    fact_totals,
+    fact_violations,
+    log_report,
+    raise_if_failed,
+    raw_totals,
+)
+from etl.redshift import connect_redshift
+from etl.spark import build_session
+from etl.transform import build_dim_symbol, build_dim_time, build_fact_trades
+from etl.utils import TABLES, check_not_future, day_bounds, jsonable, parse_lake_uri
+
+__all__ = [
+    "QualityGateError",
+    "RawStoreUnreachable",
+    "check_quality",
+    "check_raw_store",
+    "load_warehouse",
+    "publish_lake",
+    "raw_day_status",
+    "stage_day",
+]
+
+logger = logging.getLogger(__name__)
+
+
+class RawStoreUnreachable(RuntimeError):
+    """The raw trades store cannot be reached."""
+
+
+def lake_for(settings: Settings) -> Lake:
+    return Lake(parse_lake_uri(settings.lake_uri), s3_endpoint_url=settings.s3_endpoint_url)
+
+
+def _raw_connection(settings: Settings) -> psycopg.Connection:
+    url = resolve_database_url(settings)
+    try:
+        return connect(url, autocommit=True, timeout=5)
+    except psycopg.OperationalError as error:
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        reason = " ".join(lines) or type(error).__name__
+        raise RawStoreUnreachable(f"cannot reach the raw store {redact(url)}: {reason}") from None
+
+
+def check_raw_store(settings: Settings | None = None) -> None:
+    """Raises RawStoreUnreachable (one line, password redacted) unless the raw store answers."""
+    _raw_connection(settings or load_settings()).close()
+
+
+def raw_day_status(day: date, settings: Settings | None = None) -> tuple[bool, str]:
+    """Is the raw day complete? Every configured symbol has a stored trade at or after the next
+    day's 00:00 (the stream passed the day's end) and no trade-id gap inside the day."""
+    settings = settings or load_settings()
+    _, end = day_bounds(day)
+    problems: list[str] = []
+    with _raw_connection(settings) as conn:
+        totals = raw_totals(conn, day)
+        for symbol in settings.symbols:
+            row = conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM public.trades"
+                " WHERE symbol = %s AND trade_time >= %s)",
+                (symbol, end),
+            ).fetchone()
+            if not (row and row[0]):
+                problems.append(f"{symbol}: no trade stored after the day's end yet")
+            gaps = totals[symbol].missing_ids if symbol in totals else 0
+            if gaps:
+                problems.append(f"{symbol}: {gaps} trade id(s) missing inside the day")
+    if problems:
+        return False, f"{day} incomplete: " + "; ".join(problems)
+    return True, f"{day} complete for {', '.join(settings.symbols)}"
+
+
+def stage_day(
+    day: date,
+    settings: Settings | None = None,
+    *,
+    allow_empty: bool = False,
+    spark: SparkSession | None = None,
+) -> dict[str, Any]:
+    """Extract + transform the day with Spark, run the quality gate, and (if it passed) write
+    the day's Parquet to the lake's staging area; the JSON report goes beside it either way."""
+    settings = settings or load_settings()
+    check_not_future(day)
+    database_url = resolve_database_url(settings)
+    _raw_connection(settings).close()  # fail fast, with one line, before Spark starts
+    lake = lake_for(settings)
+    seconds: dict[str, float] = {}
+
+    started = time.perf_counter()
+    spark = spark or build_session(settings.spark_master)
+    seconds["spark_start"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    trades = read_day(
+        spark,
+        database_url,
+        day,
+        partitions=settings.jdbc_partitions,
+        fetch_size=settings.jdbc_fetch_size,
+    )
+    facts = build_fact_trades(trades, day).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        fact_rows = facts.count()  # the one pass over JDBC: read, aggregate, cache
+        seconds["extract_transform"] = time.perf_counter() - started
+
+        started = time.perf_counter()
+        violations = fact_violations(facts)
+        by_symbol = fact_totals(facts)
+        with _raw_connection(settings) as conn:
+            reference = raw_totals(conn, day)
+        report = evaluate(
+            day,
+            violations,
+            by_symbol,
+            reference,
+            allow_empty=allow_empty,
+            gap_fail_threshold=settings.gap_fail_threshold,
+        )
+        log_report(report)
+        seconds["quality"] = time.perf_counter() - started
+
+        started = time.perf_counter()
+        staged: dict[str, Any] = {}
+        if report["passed"]:
+            frames = {
+                "dim_time": build_dim_time(spark, day),
+                "dim_symbol": build_dim_symbol(spark, [*by_symbol, *settings.symbols]),
+                "fact_trades": facts,
+            }
+            staged = lake.stage(day, frames)
+        else:
+            lake.clear_staging(day)
+        report_uri = lake.write_staged_report(day, report)
+        seconds["stage_write"] = time.perf_counter() - started
+    finally:
+        facts.unpersist()
+    return jsonable(
+        {
+            "day": day,
+            "passed": report["passed"],
+            "rows_read": report["rows_read"],
+            "symbols": len(by_symbol),
+            "minutes": fact_rows,
+            "staged": staged,
+            "files": sum(item["files"] for item in staged.values()),
+            "bytes": sum(item["bytes"] for item in staged.values()),
+            "report": report_uri,
+            "seconds": {key: round(value, 3) for key, value in seconds.items()},
+        }
+    )
+
+
+def check_quality(day: date, settings: Settings | None = None) -> dict[str, Any]:
+    """The staged day's verdict; raises QualityGateError unless it passed."""
+    settings = settings or load_settings()
+    lake = lake_for(settings)
+    report = lake.read_staged_report(day)
+    if report is None:
+        report = lake.read_published_report(day)  # a retry after publish_lake already ran
+    if report is None:
+        raise QualityGateError(f"no quality report for {day}: run stage_day first")
+    raise_if_failed(report)
+    return {
+        "day": day.isoformat(),
+        "passed": True,
+        "rows_read": report["rows_read"],
+        "checks": [item["name"] for item in report["checks"]],
+    }
+
+
+def publish_lake(day: date, settings: Settings | None = None) -> dict[str, Any]:
+    """Swap the staged day into `{LAKE_URI}/{table}/year=/month=/day=/` (only if it passed)."""
+    settings = settings or load_settings()
+    lake = lake_for(settings)
+    report = lake.read_staged_report(day)
+    if report is None:
+        published = lake.read_published_report(day)
+        if published is not None and all(lake.partition_files(t, day) for t in TABLES):
+            logger.info("%s is already published; nothing staged", day)
+            return {"day": day.isoformat(), "already_published": True, "tables": {
+                table: {"uri": lake.partition_uri(table, day)} for table in TABLES}}
+        raise FileNotFoundError(f"nothing staged for {day}: run stage_day first")
+    raise_if_failed(report)
+    tables = lake.publish(day, TABLES)
+    return {
+        "day": day.isoformat(),
+        "already_published": False,
+        "tables": tables,
+        "files": sum(item["files"] for item in tables.values()),
+        "bytes": sum(item["bytes"] for item in tables.values()),
+    }
+
+
+def warehouse_target(settings: Settings, lake: Lake) -> tuple[Target, Any]:
+    """The back end and an open DB-API connection for it."""
+    if settings.warehouse_is_redshift:
+        if not settings.redshift_iam_role:
+            from common.settings import SettingsError
+
+            raise SettingsError("REDSHIFT_IAM_ROLE: required when WAREHOUSE_URL is redshift://")
+        target: Target = RedshiftTarget(lake, settings.redshift_iam_role)
+        return target, connect_redshift(str(settings.warehouse_url))
+    return PostgresTarget(lake), connect(resolve_warehouse_url(settings))
+
+
+def load_warehouse(day: date, settings: Settings | None = None) -> dict[str, Any]:
+    """Replace the day in the warehouse from the published lake partition (one transaction)."""
+    settings = settings or load_settings()
+    lake = lake_for(settings)
+    report = lake.read_published_report(day)
+    if report is None or not report.get("passed"):
+        raise FileNotFoundError(f"{day} is not published in the lake: run publish_lake first")
+    target, conn = warehouse_target(settings, lake)
+    try:
+        loaded = load_day(conn, target, day)
+    finally:
+        conn.close()
+    return {"day": day.isoformat(), "backend": target.dialect, "tables": loaded}

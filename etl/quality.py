@@ -1,0 +1,217 @@
+"""The quality gate: nothing reaches the lake or the warehouse unless every check passes.
+
+Checks on the day's facts (one Spark pass over the small fact table) and an exact
+reconciliation with PostgreSQL's own totals for the day (a GROUP BY over the raw table):
+row count > 0 (unless allowed empty), no null keys, one row per (symbol, minute),
+min ≤ open, close, avg ≤ max, per-symbol trade counts and total quantities equal to the raw
+store's, and a trade-id continuity report per symbol (missing ids inside the day's id range;
+more than GAP_FAIL_THRESHOLD missing ids for a symbol fails the gate).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from etl.utils import day_bounds
+
+logger = logging.getLogger(__name__)
+
+
+class QualityGateError(Exception):
+    """The day failed its quality gate; nothing was published."""
+
+
+@dataclass(frozen=True)
+class SymbolTotals:
+    trade_count: int
+    total_quantity: Decimal
+    first_trade_id: int | None = None
+    last_trade_id: int | None = None
+
+    @property
+    def missing_ids(self) -> int:
+        if self.first_trade_id is None or self.last_trade_id is None:
+            return 0
+        return self.last_trade_id - self.first_trade_id + 1 - self.trade_count
+
+
+RAW_TOTALS_SQL = """
+SELECT symbol, count(*) AS trade_count, sum(quantity) AS total_quantity,
+       min(trade_id) AS first_trade_id, max(trade_id) AS last_trade_id
+FROM public.trades
+WHERE trade_time >= %(start)s AND trade_time < %(end)s
+GROUP BY symbol
+ORDER BY symbol
+"""
+
+
+def raw_totals(conn: psycopg.Connection, day: date) -> dict[str, SymbolTotals]:
+    """PostgreSQL's own per-symbol totals for the day (the reconciliation's reference)."""
+    start, end = day_bounds(day)
+    rows = conn.execute(RAW_TOTALS_SQL, {"start": start, "end": end}).fetchall()
+    return {
+        str(symbol): SymbolTotals(int(count), Decimal(quantity), int(first), int(last))
+        for symbol, count, quantity, first, last in rows
+    }
+
+
+def fact_totals(facts: DataFrame) -> dict[str, SymbolTotals]:
+    """Per-symbol trade counts and quantities as the facts say."""
+    rows = (
+        facts.groupBy("symbol")
+        .agg(
+            F.sum("trade_count").alias("trade_count"),
+            F.sum("total_quantity").alias("total_quantity"),
+        )
+        .collect()
+    )
+    return {
+        row["symbol"]: SymbolTotals(int(row["trade_count"]), Decimal(row["total_quantity"]))
+        for row in rows
+        if row["symbol"] is not None
+    }
+
+
+def fact_violations(facts: DataFrame) -> dict[str, int]:
+    """Counts of rows breaking each structural rule (all zero for a good day)."""
+    key_counts = facts.groupBy("symbol", "trade_minute").count()
+    duplicates = key_counts.where(F.col("count") > 1).agg(
+        F.coalesce(F.sum(F.col("count") - 1), F.lit(0)).alias("duplicate_keys")
+    )
+    price = F.col
+    bad_range = (
+        (price("min_price") > price("open_price"))
+        | (price("min_price") > price("close_price"))
+        | (price("min_price") > price("avg_price"))
+        | (price("open_price") > price("max_price"))
+        | (price("close_price") > price("max_price"))
+        | (price("avg_price") > price("max_price"))
+    )
+    rules = facts.agg(
+        F.count(F.lit(1)).alias("rows"),
+        F.sum(
+            F.when(F.col("symbol").isNull() | F.col("trade_minute").isNull(), 1).otherwise(0)
+        ).alias("null_keys"),
+        F.sum(F.when(bad_range, 1).otherwise(0)).alias("price_range"),
+        F.sum(F.when(F.col("trade_count") <= 0, 1).otherwise(0)).alias("empty_minutes"),
+    ).first()
+    dup = duplicates.first()
+    assert rules is not None
+    assert dup is not None
+    return {
+        "rows": int(rules["rows"]),
+        "null_keys": int(rules["null_keys"] or 0),
+        "duplicate_keys": int(dup["duplicate_keys"] or 0),
+        "price_range": int(rules["price_range"] or 0),
+        "empty_minutes": int(rules["empty_minutes"] or 0),
+    }
+
+
+def evaluate(
+    day: date,
+    violations: dict[str, int],
+    facts_by_symbol: dict[str, SymbolTotals],
+    raw_by_symbol: dict[str, SymbolTotals],
+    *,
+    allow_empty: bool = False,
+    gap_fail_threshold: int = 0,
+) -> dict[str, Any]:
+    """The gate's verdict as a JSON-ready report (pure: unit-testable without services)."""
+    checks: list[dict[str, Any]] = []
+
+    def check(name: str, passed: bool, detail: str) -> None:
+        checks.append({"name": name, "passed": passed, "detail": detail})
+
+    rows_read = sum(t.trade_count for t in facts_by_symbol.values())
+    check(
+        "row_count",
+        rows_read > 0 or allow_empty,
+        f"{rows_read} trade(s) in the facts" + (" (empty day allowed)" if allow_empty else ""),
+    )
+    check("null_keys", violations["null_keys"] == 0, f"{violations['null_keys']} row(s)")
+    check(
+        "unique_symbol_minute",
+        violations["duplicate_keys"] == 0,
+        f"{violations['duplicate_keys']} duplicate row(s)",
+    )
+    check(
+        "price_range",
+        violations["price_range"] == 0,
+        f"{violations['price_range']} row(s) outside min ≤ open, close, avg ≤ max",
+    )
+    check(
+        "positive_trade_count",
+        violations["empty_minutes"] == 0,
+        f"{violations['empty_minutes']} row(s) with no trades",
+    )
+    symbols: dict[str, Any] = {}
+    mismatched: list[str] = []
+    gapped: list[str] = []
+    for symbol in sorted(set(facts_by_symbol) | set(raw_by_symbol)):
+        fact = facts_by_symbol.get(symbol, SymbolTotals(0, Decimal(0)))
+        raw = raw_by_symbol.get(symbol, SymbolTotals(0, Decimal(0)))
+        matches = fact.trade_count == raw.trade_count and fact.total_quantity == raw.total_quantity
+        if not matches:
+            mismatched.append(symbol)
+        if raw.missing_ids > gap_fail_threshold:
+            gapped.append(symbol)
+        symbols[symbol] = {
+            "fact_trade_count": fact.trade_count,
+            "raw_trade_count": raw.trade_count,
+            "fact_total_quantity": str(fact.total_quantity),
+            "raw_total_quantity": str(raw.total_quantity),
+            "reconciled": matches,
+            "first_trade_id": raw.first_trade_id,
+            "last_trade_id": raw.last_trade_id,
+            "missing_trade_ids": raw.missing_ids,
+        }
+    check(
+        "reconciliation",
+        not mismatched,
+        "counts and quantities equal PostgreSQL's"
+        if not mismatched
+        else f"differs from PostgreSQL for {', '.join(mismatched)}",
+    )
+    check(
+        "trade_id_continuity",
+        not gapped,
+        f"no symbol has more than {gap_fail_threshold} missing trade id(s)"
+        if not gapped
+        else f"more than {gap_fail_threshold} missing trade id(s): {', '.join(gapped)}",
+    )
+    passed = all(item["passed"] for item in checks)
+    return {
+        "day": day.isoformat(),
+        "passed": passed,
+        "checked_at": datetime.now(UTC).isoformat(),
+        "rows_read": rows_read,
+        "fact_rows": violations["rows"],
+        "gap_fail_threshold": gap_fail_threshold,
+        "checks": checks,
+        "symbols": symbols,
+    }
+
+
+def log_report(report: dict[str, Any]) -> None:
+    level = logging.INFO if report["passed"] else logging.ERROR
+    logger.log(level, "quality gate for %s: %s", report["day"],
+               "passed" if report["passed"] else "FAILED")
+    for item in report["checks"]:
+        logger.log(level if not item["passed"] else logging.INFO, "  %-22s %s  %s",
+                   item["name"], "ok  " if item["passed"] else "FAIL", item["detail"])
+
+
+def raise_if_failed(report: dict[str, Any]) -> None:
+    if not report.get("passed"):
+        failed = [item["name"] for item in report.get("checks", []) if not item["passed"]]
+        raise QualityGateError(
+            f"quality gate failed for {report.get('day')}: {', '.join(failed) or 'no verdict'}"
+        )
