@@ -1,0 +1,44 @@
+# syntax=docker/dockerfile:1
+# binance-etl: Airflow 3 (api-server, scheduler, dag-processor, triggerer), the Spark job and the
+# streamer in one image. Python 3.11 + Java 17 (Spark 4), dependencies from requirements.txt,
+# which is exported from uv.lock (`make requirements`), so the image has the locked versions.
+FROM python:3.11-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends openjdk-17-jre-headless procps tini \
+    && rm -rf /var/lib/apt/lists/* \
+    && ln -s "$(dirname "$(dirname "$(readlink -f "$(command -v java)")")")" /opt/java
+ENV JAVA_HOME=/opt/java
+
+# Airflow's conventional uid; AIRFLOW_HOME holds logs and the generated admin password.
+RUN useradd --uid 50000 --gid 0 --create-home --home-dir /opt/airflow airflow
+
+WORKDIR /opt/binance-etl
+COPY requirements.txt ./
+RUN pip install -r requirements.txt
+
+COPY pyproject.toml airflow.cfg stream.py ./
+COPY common ./common
+COPY ingest ./ingest
+COPY replay ./replay
+COPY etl ./etl
+COPY dags ./dags
+COPY scripts ./scripts
+
+ENV PYTHONPATH=/opt/binance-etl \
+    AIRFLOW_HOME=/opt/airflow \
+    AIRFLOW_CONFIG=/opt/binance-etl/airflow.cfg \
+    SPARK_LOCAL_IP=127.0.0.1
+
+USER airflow
+# Fetch the PostgreSQL JDBC driver into the ivy cache now, so tasks need no network for it.
+RUN python -c "from etl.spark import build_session; build_session('local[1]').stop()"
+
+EXPOSE 8080
+ENTRYPOINT ["/usr/bin/tini", "--"]
+CMD ["airflow", "api-server", "--port", "8080"]

@@ -1,0 +1,1 @@
+"""Orchestration definitions, one file per workflow (see docs/orchestration.md)."""
