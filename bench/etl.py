@@ -202,6 +202,23 @@ def variant_main(variant: str, day: date, out: str) -> int:
     settings = load_settings()
     database_url = resolve_database_url(settings)
     figures: dict[str, Any] = {}
+    if variant == "batch":
+        # Like `python -m etl.main`: the batch starts its own session, so the work it overlaps
+        # with the JVM's start (PostgreSQL's reference totals) counts as it would in production.
+        started = time.perf_counter()
+        summary = run_day(day, settings, console=Console(stderr=True, quiet=True))
+        figures["batch"] = time.perf_counter() - started
+        figures["spark_start"] = summary.seconds.get("spark_start")
+        figures["batch_after_start"] = figures["batch"] - summary.seconds.get("spark_start", 0.0)
+        figures["stages"] = summary.seconds
+        figures["rows_read"] = summary.rows_read
+        from pyspark.sql import SparkSession
+
+        active = SparkSession.getActiveSession()
+        if active is not None:
+            active.stop()
+        Path(out).write_text(json.dumps(figures))
+        return 0
     started = time.perf_counter()
     spark = build_session(settings.spark_master)
     figures["spark_start"] = time.perf_counter() - started
@@ -211,12 +228,6 @@ def variant_main(variant: str, day: date, out: str) -> int:
                          fetch_size=settings.jdbc_fetch_size)
         frame.write.format("noop").mode("overwrite").save()
         figures["extract"] = time.perf_counter() - started
-    elif variant == "batch":
-        summary = run_day(day, settings, console=Console(stderr=True, quiet=True))
-        figures["batch_after_start"] = time.perf_counter() - started - figures["spark_start"]
-        figures["stages"] = summary.seconds
-        figures["rows_read"] = summary.rows_read
-        figures["batch"] = time.perf_counter() - started
     elif variant == "naive":
         started = time.perf_counter()
         read_day_naive(spark, database_url, day).write.format("noop").mode("overwrite").save()

@@ -3,8 +3,15 @@
 The day's filter sits inside the subquery PostgreSQL runs, so the planner prunes to the day's
 partition (`trades_YYYYMMDD`) instead of Spark reading the whole table and filtering. The day
 is cut into `JDBC_PARTITIONS` equal time ranges, one JDBC connection and Spark task each, and
-rows are fetched `JDBC_FETCH_SIZE` at a time. Prices and quantities arrive as exact
-decimal(30,8), times as UTC instants.
+rows are fetched `JDBC_FETCH_SIZE` at a time. Prices and quantities arrive as exact scaled
+integers, `price_e8 = price × 10^8` and `quantity_e8` (bigint): numeric(30,8) has at most 8
+decimal places, so the product is an integer, and PostgreSQL's `::bigint` cast raises
+"bigint out of range" for a value that does not fit (≥ 92,233,720,368.54775807) — the job fails
+loudly, it never rounds. Reading bigints spares the JDBC driver a BigDecimal per value and
+Spark its decimal arithmetic; `etl.transform` turns the sums back into exact decimals. Times
+arrive as exact epoch microseconds (bigint, `trade_time_us`; PostgreSQL stores microseconds)
+and become Spark timestamps with `timestamp_micros`, which skips the driver's slow text →
+timestamp parsing; the time-range predicates still filter on the raw `trade_time`.
 """
 
 from __future__ import annotations
@@ -19,6 +26,17 @@ from etl.utils import day_bounds, jdbc_connection
 logger = logging.getLogger(__name__)
 
 TRADE_COLUMNS = ("symbol", "trade_id", "price", "quantity", "trade_time", "is_buyer_maker")
+# What the subquery selects: prices and quantities as exact integers of 10^-8 units.
+SCALED_COLUMNS = (
+    "symbol",
+    "trade_id",
+    "(price * 100000000)::bigint AS price_e8",
+    "(quantity * 100000000)::bigint AS quantity_e8",
+    "trade_time",
+    "(extract(epoch FROM trade_time) * 1000000)::bigint AS trade_time_us",
+    "is_buyer_maker",
+)
+EXTRACT_COLUMNS = ("symbol", "trade_id", "price_e8", "quantity_e8", "trade_time", "is_buyer_maker")
 
 
 def _timestamptz(moment: datetime) -> str:
@@ -30,7 +48,7 @@ def day_subquery(day: date) -> str:
     """The aliased subquery Spark hands to PostgreSQL: the day's trades and nothing else."""
     start, end = day_bounds(day)
     return (
-        f"(SELECT {', '.join(TRADE_COLUMNS)} FROM public.trades "
+        f"(SELECT {', '.join(SCALED_COLUMNS)} FROM public.trades "
         f"WHERE trade_time >= {_timestamptz(start)} AND trade_time < {_timestamptz(end)}) "
         f"AS day_trades"
     )
@@ -57,13 +75,19 @@ def read_day(
     partitions: int = 2,
     fetch_size: int = 50_000,
 ) -> DataFrame:
-    """The day's trades as a DataFrame (lazy: nothing is read until an action runs)."""
+    """The day's trades as a DataFrame (lazy: nothing is read until an action runs), with
+    `price_e8`/`quantity_e8` (exact bigint, value × 10^8) instead of price/quantity."""
     url, props = jdbc_connection(database_url)
     props = {**props, "fetchsize": str(fetch_size)}
     predicates = time_range_predicates(day, partitions)
     logger.info("extract %s: %d JDBC range(s), fetch size %d", day, partitions, fetch_size)
     frame = spark.read.jdbc(url, day_subquery(day), predicates=predicates, properties=props)
-    return frame.select(*TRADE_COLUMNS)
+    from pyspark.sql import functions as F
+
+    return frame.select(
+        "symbol", "trade_id", "price_e8", "quantity_e8",
+        F.timestamp_micros("trade_time_us").alias("trade_time"), "is_buyer_maker",
+    )
 
 
 def read_day_naive(spark: SparkSession, database_url: str, day: date) -> DataFrame:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from typing import Any
 
@@ -25,6 +27,7 @@ from etl.lake import Lake
 from etl.load import PostgresTarget, RedshiftTarget, Target, load_day
 from etl.quality import (
     QualityGateError,
+    SymbolTotals,
     evaluate,
     fact_totals,
     fact_violations,
@@ -113,10 +116,33 @@ def stage_day(
     _raw_connection(settings).close()  # fail fast, with one line, before Spark starts
     lake = lake_for(settings)
     seconds: dict[str, float] = {}
+    # PostgreSQL's own per-symbol totals (the gate's reference) are computed in a thread while
+    # the JVM starts and Spark reads: PostgreSQL works while the driver waits for the JVM.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="raw-totals") as pool:
+        reference_future = pool.submit(_raw_reference, settings, day)
+        started = time.perf_counter()
+        spark = spark or build_session(settings.spark_master)
+        seconds["spark_start"] = time.perf_counter() - started
+        return _stage(day, settings, spark, lake, database_url, seconds,
+                      reference_future.result, allow_empty=allow_empty)
 
-    started = time.perf_counter()
-    spark = spark or build_session(settings.spark_master)
-    seconds["spark_start"] = time.perf_counter() - started
+
+def _raw_reference(settings: Settings, day: date) -> dict[str, SymbolTotals]:
+    with _raw_connection(settings) as conn:
+        return raw_totals(conn, day)
+
+
+def _stage(
+    day: date,
+    settings: Settings,
+    spark: SparkSession,
+    lake: Lake,
+    database_url: str,
+    seconds: dict[str, float],
+    reference: Callable[[], dict[str, SymbolTotals]],
+    *,
+    allow_empty: bool,
+) -> dict[str, Any]:
 
     started = time.perf_counter()
     trades = read_day(
@@ -134,13 +160,11 @@ def stage_day(
         started = time.perf_counter()
         violations = fact_violations(facts)
         by_symbol = fact_totals(facts)
-        with _raw_connection(settings) as conn:
-            reference = raw_totals(conn, day)
         report = evaluate(
             day,
             violations,
             by_symbol,
-            reference,
+            reference(),
             allow_empty=allow_empty,
             gap_fail_threshold=settings.gap_fail_threshold,
         )

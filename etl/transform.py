@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import date
+from decimal import Decimal
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -85,8 +86,20 @@ def build_dim_symbol(spark: SparkSession, symbols: Iterable[str]) -> DataFrame:
     return spark.createDataFrame(rows, DIM_SYMBOL_SCHEMA)
 
 
+SCALE = 10**8  # prices and quantities are numeric(30,8): value × 10^8 is an exact integer
+UNIT = Decimal("0.00000001")  # 10^-8
+UNIT2 = Decimal("0.0000000000000001")  # 10^-16
+LIMB = 21  # Σ price×qty in long arithmetic: each factor split into three 21-bit limbs
+LIMB_MASK = (1 << LIMB) - 1
+HALF = 31  # other sums: high part (value >> 31) and low part (value & (2^31 - 1))
+HALF_MASK = (1 << HALF) - 1
+DEC0 = T.DecimalType(38, 0)
+
+
 def _require_exact_products(trades: DataFrame) -> None:
-    probe = trades.select((F.col("price") * F.col("quantity")).alias("value")).schema["value"]
+    probe = trades.select(
+        (F.lit(0).cast(PRICE) * F.lit(0).cast(PRICE)).alias("value")
+    ).schema["value"]
     if not isinstance(probe.dataType, T.DecimalType) or probe.dataType.scale < 16:
         raise RuntimeError(
             f"price × quantity is typed {probe.dataType.simpleString()}, which rounds; the session "
@@ -94,21 +107,84 @@ def _require_exact_products(trades: DataFrame) -> None:
         )
 
 
+def _scaled(trades: DataFrame, name: str) -> Column:
+    """`name` × 10^8 as an exact long: the extract's `{name}_e8` column (PostgreSQL computed it)
+    or, for a decimal input, derived here (ANSI cast: a value that does not fit raises)."""
+    if f"{name}_e8" in trades.columns:
+        return F.col(f"{name}_e8").cast("long")
+    return (F.col(name).cast(PRICE) * F.lit(SCALE)).cast("long")
+
+
+def _wide_sum(value: Column, name: str) -> list[Column]:
+    """Σ value without a 64-bit overflow: the high and low halves summed separately as longs
+    (value = hi × 2^31 + lo exactly, also for negative values: arithmetic shift)."""
+    return [
+        F.sum(F.shiftright(value, HALF)).alias(f"{name}_hi"),
+        F.sum(value.bitwiseAND(F.lit(HALF_MASK))).alias(f"{name}_lo"),
+    ]
+
+
+def _wide_total(name: str) -> Column:
+    """The exact Σ from `_wide_sum`, as decimal(38,0) (in units of the input)."""
+    return F.col(f"{name}_hi").cast(DEC0) * F.lit(Decimal(1 << HALF)) + F.col(
+        f"{name}_lo"
+    ).cast(DEC0)
+
+
+def _limbs(value: Column) -> list[Column]:
+    return [
+        value.bitwiseAND(F.lit(LIMB_MASK)),
+        F.shiftright(value, LIMB).bitwiseAND(F.lit(LIMB_MASK)),
+        F.shiftright(value, 2 * LIMB),
+    ]
+
+
+def _product_sums(price: Column, quantity: Column) -> list[Column]:
+    """Σ price×qty (both scaled longs, the product up to 126 bits) as five long sums by limb
+    weight 2^(21k): every limb product is below 2^42, so each class stays below 2^44 per trade
+    and a (symbol, minute) may hold half a million trades before a sum overflows — which
+    raises under ANSI, never wraps."""
+    p, q = _limbs(price), _limbs(quantity)
+    classes: list[list[Column]] = [[] for _ in range(5)]
+    for i in range(3):
+        for j in range(3):
+            classes[i + j].append(p[i] * q[j])
+    columns = []
+    for k, terms in enumerate(classes):
+        total = terms[0]
+        for term in terms[1:]:
+            total = total + term
+        columns.append(F.sum(total).alias(f"value_c{k}"))
+    return columns
+
+
+def _product_total() -> Column:
+    """Σ price×qty × 10^16 from the five limb sums, exact, as decimal(38,0)."""
+    total = F.col("value_c0").cast(DEC0)
+    for k in range(1, 5):
+        total = total + F.col(f"value_c{k}").cast(DEC0) * F.lit(Decimal(1 << (LIMB * k)))
+    return total
+
+
 def build_fact_trades(trades: DataFrame, day: date) -> DataFrame:
-    """One row per (symbol, minute) with trades; open/close by (trade_time, trade_id)."""
+    """One row per (symbol, minute) with trades; open/close by (trade_time, trade_id).
+
+    The per-row work is long arithmetic only: prices and quantities as exact integers of
+    10^-8 units (from PostgreSQL as `price_e8`/`quantity_e8`, or derived from decimal
+    columns), sums as split long sums; the decimal results are rebuilt per (symbol, minute)
+    at the end, with the same types and rounding as decimal arithmetic would give."""
+    _require_exact_products(trades)
     day_trades = filter_day(trades, day).select(
         F.col("symbol"),
         F.col("trade_id"),
-        F.col("price").cast(PRICE).alias("price"),
-        F.col("quantity").cast(PRICE).alias("quantity"),
+        _scaled(trades, "price").alias("p"),
+        _scaled(trades, "quantity").alias("q"),
         F.col("trade_time"),
         F.col("is_buyer_maker"),
     )
-    _require_exact_products(day_trades)
     keyed = day_trades.withColumns(
         {
             "trade_minute": F.date_trunc("minute", F.col("trade_time")),
-            "trade_value": F.col("price") * F.col("quantity"),
             # (time, trade id) packed into ONE long so that min_by/max_by stay in a hash
             # aggregate (a struct or a wide decimal key costs a sort or BigDecimal work per
             # row): microseconds within the minute (< 2^26) above the trade id's low 37 bits.
@@ -121,40 +197,58 @@ def build_fact_trades(trades: DataFrame, day: date) -> DataFrame:
             "id_block": F.shiftright("trade_id", ID_BITS),
         }
     )
+    taker_q = F.when(~F.col("is_buyer_maker"), F.col("q")).otherwise(F.lit(0))
     per_minute = keyed.groupBy("symbol", "trade_minute").agg(
-        F.min("price").alias("min_price"),
-        F.max("price").alias("max_price"),
-        F.avg("price").alias("avg_price"),
-        F.sum("quantity").alias("total_quantity"),
-        F.sum("trade_value").alias("total_trade_value"),
+        F.min("p").alias("min_p"),
+        F.max("p").alias("max_p"),
+        *_wide_sum(F.col("p"), "sum_p"),
+        *_wide_sum(F.col("q"), "sum_q"),
+        *_wide_sum(taker_q, "taker_q"),
+        *_product_sums(F.col("p"), F.col("q")),
         F.count(F.lit(1)).alias("trade_count"),
-        F.min_by("price", "order_key").alias("open_price"),
-        F.max_by("price", "order_key").alias("close_price"),
-        F.sum(F.when(~F.col("is_buyer_maker"), F.col("quantity"))).alias("taker_buy_quantity"),
+        F.min_by("p", "order_key").alias("open_p"),
+        F.max_by("p", "order_key").alias("close_p"),
         F.min("id_block").alias("first_id_block"),
         F.max("id_block").alias("last_id_block"),
     )
+    unit, unit2 = F.lit(UNIT), F.lit(UNIT2)
+
+    def price(column: str) -> Column:
+        return (F.col(column).cast(DEC0) * unit).cast(PRICE)
+
+    # The exact sums as the decimal(38,8) / decimal(38,16) values decimal arithmetic gives.
+    sums = per_minute.withColumns(
+        {
+            "sum_price": (_wide_total("sum_p") * unit).cast(QUANTITY_SUM),
+            "total_quantity": (_wide_total("sum_q") * unit).cast(QUANTITY_SUM),
+            "taker_buy_quantity": (_wide_total("taker_q") * unit).cast(QUANTITY_SUM),
+            "total_trade_value": (_product_total() * unit2).cast(VALUE_SUM),
+        }
+    )
     ordered = F.col("first_id_block") == F.col("last_id_block")
-    return per_minute.select(
+    return sums.select(
         F.col("symbol"),
         F.col("trade_minute"),
-        F.col("min_price").cast(PRICE).alias("min_price"),
-        F.col("max_price").cast(PRICE).alias("max_price"),
-        F.col("avg_price").cast(MEAN).alias("avg_price"),
-        F.col("total_quantity").cast(QUANTITY_SUM).alias("total_quantity"),
-        F.col("total_trade_value").cast(VALUE_SUM).alias("total_trade_value"),
+        price("min_p").alias("min_price"),
+        price("max_p").alias("max_price"),
+        # what avg() of decimal(30,8) computes: Σ (decimal(38,8)) / count (decimal(20,0)),
+        # typed decimal(34,12) — then the contract's decimal(30,12)
+        (F.col("sum_price") / F.col("trade_count").cast(T.DecimalType(20, 0)))
+        .cast(T.DecimalType(34, 12))
+        .cast(MEAN)
+        .alias("avg_price"),
+        F.col("total_quantity"),
+        F.col("total_trade_value"),
         F.col("trade_count").cast("long").alias("trade_count"),
-        F.when(ordered, F.col("open_price"))
+        F.when(ordered, price("open_p"))
         .otherwise(F.raise_error(F.lit("trade ids of one minute span a 2^37 block")))
         .cast(PRICE)
         .alias("open_price"),
-        F.col("close_price").cast(PRICE).alias("close_price"),
+        price("close_p").alias("close_price"),
         F.when(
             F.col("total_quantity") != 0,
             (F.col("total_trade_value") / F.col("total_quantity")).cast(MEAN),
         ).alias("vwap"),
-        F.coalesce(F.col("taker_buy_quantity"), F.lit(0))
-        .cast(QUANTITY_SUM)
-        .alias("taker_buy_quantity"),
+        F.col("taker_buy_quantity"),
         F.lit(day).cast("date").alias("trade_date"),
     )

@@ -6,7 +6,7 @@ Uses the session-scoped local SparkSession (Spark is a library here); no Postgre
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import Any
 
 import pytest
@@ -135,6 +135,41 @@ def test_large_six_digit_price_times_large_quantity_is_exact(spark: SparkSession
     row = facts[("BTCUSDT", "2025-03-01 08:00")]
     # 2 × 1219326311.3692168864434932 — sixteen decimal places kept
     assert row["total_trade_value"] == Decimal("2438652622.7384337728869864")
+
+
+def test_scaled_integer_input_gives_the_same_exact_facts(spark: SparkSession) -> None:
+    """The extract's shape (price_e8/quantity_e8 bigints) and the decimal shape agree, incl.
+    sums far beyond 64 bits (six-digit prices × quantities in the hundred millions)."""
+    rows = [
+        ("BTCUSDT", 1, "123456.78901234", "987654321.12345678", "2025-03-01 08:00:01", False),
+        ("BTCUSDT", 2, "999999.99999999", "999999999.99999999", "2025-03-01 08:00:02", True),
+        ("BTCUSDT", 3, "0.00000001", "0.00000001", "2025-03-01 08:00:03", False),
+        *ROWS,
+    ]
+    decimal_input = trades(spark, rows)
+    scaled_input = decimal_input.select(
+        "symbol",
+        "trade_id",
+        (F.col("price") * 100_000_000).cast("long").alias("price_e8"),
+        (F.col("quantity") * 100_000_000).cast("long").alias("quantity_e8"),
+        "trade_time",
+        "is_buyer_maker",
+    )
+    from_decimal = build_fact_trades(decimal_input, DAY)
+    from_scaled = build_fact_trades(scaled_input, DAY)
+    assert from_scaled.schema == from_decimal.schema
+    assert facts_by_key(from_scaled) == facts_by_key(from_decimal)
+    row = facts_by_key(from_scaled)[("BTCUSDT", "2025-03-01 08:00")]
+    price_qty = [(Decimal(p), Decimal(q)) for _, _, p, q, _, _ in rows[:3]]
+    with localcontext() as exact:
+        exact.prec = 60
+        assert row["total_trade_value"] == sum(p * q for p, q in price_qty)
+    assert row["total_quantity"] == Decimal("1987654321.12345678")
+    assert row["taker_buy_quantity"] == Decimal("987654321.12345679")
+    assert row["avg_price"] == Decimal("374485.596337446667")
+    assert (row["open_price"], row["close_price"]) == (
+        Decimal("123456.78901234"), Decimal("0.00000001")
+    )
 
 
 def test_precision_loss_is_refused(spark: SparkSession) -> None:

@@ -66,7 +66,9 @@ def test_jdbc_connection_from_database_url() -> None:
 def test_day_subquery_filters_inside_postgresql() -> None:
     sql = day_subquery(date(2025, 9, 10))
     assert sql == (
-        "(SELECT symbol, trade_id, price, quantity, trade_time, is_buyer_maker "
+        "(SELECT symbol, trade_id, (price * 100000000)::bigint AS price_e8, "
+        "(quantity * 100000000)::bigint AS quantity_e8, trade_time, "
+        "(extract(epoch FROM trade_time) * 1000000)::bigint AS trade_time_us, is_buyer_maker "
         "FROM public.trades WHERE trade_time >= TIMESTAMPTZ '2025-09-10 00:00:00+00:00' "
         "AND trade_time < TIMESTAMPTZ '2025-09-11 00:00:00+00:00') AS day_trades"
     )
