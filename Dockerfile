@@ -30,10 +30,12 @@ COPY etl ./etl
 COPY dags ./dags
 COPY scripts ./scripts
 
+# No SPARK_LOCAL_IP here: etl/spark.py keeps a local[*] driver on the loopback itself, and with
+# SPARK_MASTER=spark://spark-master:7077 the driver must listen on the container's own address so
+# that executors in the spark-worker container can call it back.
 ENV PYTHONPATH=/opt/binance-etl \
     AIRFLOW_HOME=/opt/airflow \
-    AIRFLOW_CONFIG=/opt/binance-etl/airflow.cfg \
-    SPARK_LOCAL_IP=127.0.0.1
+    AIRFLOW_CONFIG=/opt/binance-etl/airflow.cfg
 
 USER airflow
 # Fetch the PostgreSQL JDBC driver into the ivy cache now, so tasks need no network for it.
