@@ -36,7 +36,7 @@ from common.schema import migrate
 from common.settings import Settings, load_settings
 
 logger = logging.getLogger("demo")
-console = Console()
+console = Console(width=120)
 DEMO_DIR = Path(".local/demo")
 
 
@@ -165,15 +165,15 @@ def summary(settings: Settings, database_url: str, day: date) -> None:
             warehouse.add_row(name, f"{count[0] if count else 0:,}")
         console.print(warehouse)
         facts = conn.execute(
-            "SELECT symbol, trade_minute, open_price, close_price, vwap, total_quantity, "
-            "trade_count "
-            "FROM warehouse.fact_trades WHERE trade_date = %s ORDER BY trade_count DESC, symbol "
-            "LIMIT 5",
+            "SELECT symbol, to_char(trade_minute AT TIME ZONE 'UTC', 'HH24:MI'), open_price, "
+            "close_price, round(vwap, 8), total_quantity, trade_count "
+            "FROM warehouse.fact_trades WHERE trade_date = %s "
+            "ORDER BY trade_count DESC, symbol, trade_minute LIMIT 5",
             (day,),
         )
-        sample = Table(title=f"busiest minutes of {day} (warehouse.fact_trades)")
+        sample = Table(title=f"busiest minutes of {day} (warehouse.fact_trades, UTC)")
         for column in ("symbol", "minute", "open", "close", "vwap", "quantity", "trades"):
-            sample.add_column(column)
+            sample.add_column(column, justify="left" if column == "symbol" else "right")
         for row in facts.fetchall():
             sample.add_row(*(str(value) for value in row))
         console.print(sample)
