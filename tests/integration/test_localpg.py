@@ -58,3 +58,34 @@ def test_root_runs_server_as_unprivileged_user(private_home: LocalPostgres):
     pid = int((layout.pgdata / "postmaster.pid").read_text().splitlines()[0])
     assert Path(f"/proc/{pid}").stat().st_uid != 0
     assert stat.S_IMODE(layout.pgdata.stat().st_mode) == 0o700
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the root path only applies when running as root")
+def test_root_copies_binaries_out_of_an_unreachable_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A virtual environment under a 0700 home: the server user cannot run its binaries there."""
+    import shutil
+
+    import common.localpg as localpg
+
+    real = localpg._pginstall()
+    private = tmp_path / "home"  # tmp_path's parents are 0700 under root
+    private.mkdir(mode=0o700)
+    site = private / "site-packages"
+    shutil.copytree(real, site / real.parent.name / real.name, symlinks=True)
+    libs = real.parent.with_name(real.parent.name + ".libs")
+    if libs.exists():
+        shutil.copytree(libs, site / libs.name, symlinks=True)
+    monkeypatch.setattr(localpg, "_pginstall", lambda: site / real.parent.name / real.name)
+    server = LocalPostgres(private / "pg")
+    try:
+        url = server.ensure_running()
+        layout = server.layout()
+        assert not layout.bindir.is_relative_to(private)
+        assert reachable_by_others(layout.bindir)
+        with connect(url) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        server.stop(mode="immediate")
+        shutil.rmtree(server.layout().base, ignore_errors=True)
