@@ -8,10 +8,12 @@ integers, `price_e8 = price × 10^8` and `quantity_e8` (bigint): numeric(30,8) h
 decimal places, so the product is an integer, and PostgreSQL's `::bigint` cast raises
 "bigint out of range" for a value that does not fit (≥ 92,233,720,368.54775807) — the job fails
 loudly, it never rounds. Reading bigints spares the JDBC driver a BigDecimal per value and
-Spark its decimal arithmetic; `etl.transform` turns the sums back into exact decimals. Times
-arrive as exact epoch microseconds (bigint, `trade_time_us`; PostgreSQL stores microseconds)
-and become Spark timestamps with `timestamp_micros`, which skips the driver's slow text →
-timestamp parsing; the time-range predicates still filter on the raw `trade_time`.
+Spark its decimal arithmetic; `etl.transform` turns the sums back into exact decimals.
+
+The driver is asked for PostgreSQL's binary wire format (`prepareThreshold=-1` in the JDBC URL:
+a server-side prepared statement from the first execution, so results come in binary): bigints
+and `trade_time` (timestamptz, exact epoch microseconds) then cost neither PostgreSQL a text
+rendering nor the driver a text parse — the driver's CPU time fell by about a third.
 """
 
 from __future__ import annotations
@@ -33,10 +35,23 @@ SCALED_COLUMNS = (
     "(price * 100000000)::bigint AS price_e8",
     "(quantity * 100000000)::bigint AS quantity_e8",
     "trade_time",
-    "(extract(epoch FROM trade_time) * 1000000)::bigint AS trade_time_us",
     "is_buyer_maker",
 )
 EXTRACT_COLUMNS = ("symbol", "trade_id", "price_e8", "quantity_e8", "trade_time", "is_buyer_maker")
+# pgjdbc: server-prepared from the first execution, which makes it request binary results. In
+# the URL: Spark hands its JDBC properties to the driver with lower-cased names, which pgjdbc
+# ignores for camel-case ones like this (measured: the property alone left results in text).
+BINARY_TRANSFER = ("prepareThreshold", "-1")
+
+
+def binary_transfer_url(jdbc_url: str) -> str:
+    """The JDBC URL with `prepareThreshold=-1` added, unless the URL already sets it."""
+    name, value = BINARY_TRANSFER
+    base, _, query = jdbc_url.partition("?")
+    params = [item for item in query.split("&") if item]
+    if any(item.split("=", 1)[0] == name for item in params):
+        return jdbc_url
+    return f"{base}?{'&'.join([*params, f'{name}={value}'])}"
 
 
 def _timestamptz(moment: datetime) -> str:
@@ -78,16 +93,12 @@ def read_day(
     """The day's trades as a DataFrame (lazy: nothing is read until an action runs), with
     `price_e8`/`quantity_e8` (exact bigint, value × 10^8) instead of price/quantity."""
     url, props = jdbc_connection(database_url)
+    url = binary_transfer_url(url)
     props = {**props, "fetchsize": str(fetch_size)}
     predicates = time_range_predicates(day, partitions)
     logger.info("extract %s: %d JDBC range(s), fetch size %d", day, partitions, fetch_size)
     frame = spark.read.jdbc(url, day_subquery(day), predicates=predicates, properties=props)
-    from pyspark.sql import functions as F
-
-    return frame.select(
-        "symbol", "trade_id", "price_e8", "quantity_e8",
-        F.timestamp_micros("trade_time_us").alias("trade_time"), "is_buyer_maker",
-    )
+    return frame.select(*EXTRACT_COLUMNS)
 
 
 def read_day_naive(spark: SparkSession, database_url: str, day: date) -> DataFrame:

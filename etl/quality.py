@@ -1,6 +1,7 @@
 """The quality gate: nothing reaches the lake or the warehouse unless every check passes.
 
-Checks on the day's facts (one Spark pass over the small fact table) and an exact
+Checks on the day's facts (the small fact table, collected once as Arrow: a few thousand rows
+per symbol and day, checked with pyarrow in milliseconds) and an exact
 reconciliation with PostgreSQL's own totals for the day (a GROUP BY over the raw table):
 row count > 0 (unless allowed empty), no null keys, one row per (symbol, minute),
 min ≤ open, close, avg ≤ max, per-symbol trade counts and total quantities equal to the raw
@@ -17,8 +18,8 @@ from decimal import Decimal
 from typing import Any
 
 import psycopg
-from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from etl.utils import day_bounds
 
@@ -63,55 +64,58 @@ def raw_totals(conn: psycopg.Connection, day: date) -> dict[str, SymbolTotals]:
     }
 
 
-def fact_totals(facts: DataFrame) -> dict[str, SymbolTotals]:
-    """Per-symbol trade counts and quantities as the facts say."""
-    rows = (
-        facts.groupBy("symbol")
-        .agg(
-            F.sum("trade_count").alias("trade_count"),
-            F.sum("total_quantity").alias("total_quantity"),
-        )
-        .collect()
+def fact_totals(facts: pa.Table) -> dict[str, SymbolTotals]:
+    """Per-symbol trade counts and quantities as the facts say (sums in 256-bit decimals:
+    exact, they cannot overflow)."""
+    wide = pa.table(
+        {
+            "symbol": facts["symbol"],
+            "trade_count": facts["trade_count"],
+            "total_quantity": pc.cast(facts["total_quantity"], pa.decimal256(76, 8)),
+        }
     )
+    sums = wide.group_by("symbol").aggregate([("trade_count", "sum"), ("total_quantity", "sum")])
     return {
-        row["symbol"]: SymbolTotals(int(row["trade_count"]), Decimal(row["total_quantity"]))
-        for row in rows
+        str(row["symbol"]): SymbolTotals(int(row["trade_count_sum"] or 0),
+                                         Decimal(row["total_quantity_sum"] or 0))
+        for row in sums.to_pylist()
         if row["symbol"] is not None
     }
 
 
-def fact_violations(facts: DataFrame) -> dict[str, int]:
+def _count(mask: pa.ChunkedArray | pa.Array) -> int:
+    """How many rows a boolean mask selects (a null counts as selected: a rule that cannot be
+    evaluated is broken)."""
+    return int(pc.sum(pc.fill_null(mask, True).cast(pa.int64())).as_py() or 0)
+
+
+def fact_violations(facts: pa.Table) -> dict[str, int]:
     """Counts of rows breaking each structural rule (all zero for a good day)."""
-    key_counts = facts.groupBy("symbol", "trade_minute").count()
-    duplicates = key_counts.where(F.col("count") > 1).agg(
-        F.coalesce(F.sum(F.col("count") - 1), F.lit(0)).alias("duplicate_keys")
+    keys = facts.select(["symbol", "trade_minute"])
+    distinct_keys = keys.group_by(["symbol", "trade_minute"]).aggregate([]).num_rows
+    # every price column on one scale so that they compare exactly
+    common = pa.decimal128(38, 12)
+    price = {name: pc.cast(facts[name], common)
+             for name in ("min_price", "max_price", "avg_price", "open_price", "close_price")}
+    bad_range = pc.or_(
+        pc.or_(
+            pc.or_(pc.greater(price["min_price"], price["open_price"]),
+                   pc.greater(price["min_price"], price["close_price"])),
+            pc.greater(price["min_price"], price["avg_price"]),
+        ),
+        pc.or_(
+            pc.or_(pc.greater(price["open_price"], price["max_price"]),
+                   pc.greater(price["close_price"], price["max_price"])),
+            pc.greater(price["avg_price"], price["max_price"]),
+        ),
     )
-    price = F.col
-    bad_range = (
-        (price("min_price") > price("open_price"))
-        | (price("min_price") > price("close_price"))
-        | (price("min_price") > price("avg_price"))
-        | (price("open_price") > price("max_price"))
-        | (price("close_price") > price("max_price"))
-        | (price("avg_price") > price("max_price"))
-    )
-    rules = facts.agg(
-        F.count(F.lit(1)).alias("rows"),
-        F.sum(
-            F.when(F.col("symbol").isNull() | F.col("trade_minute").isNull(), 1).otherwise(0)
-        ).alias("null_keys"),
-        F.sum(F.when(bad_range, 1).otherwise(0)).alias("price_range"),
-        F.sum(F.when(F.col("trade_count") <= 0, 1).otherwise(0)).alias("empty_minutes"),
-    ).first()
-    dup = duplicates.first()
-    assert rules is not None
-    assert dup is not None
     return {
-        "rows": int(rules["rows"]),
-        "null_keys": int(rules["null_keys"] or 0),
-        "duplicate_keys": int(dup["duplicate_keys"] or 0),
-        "price_range": int(rules["price_range"] or 0),
-        "empty_minutes": int(rules["empty_minutes"] or 0),
+        "rows": facts.num_rows,
+        "null_keys": _count(pc.or_(pc.is_null(facts["symbol"]),
+                                   pc.is_null(facts["trade_minute"]))),
+        "duplicate_keys": facts.num_rows - distinct_keys,
+        "price_range": _count(bad_range),
+        "empty_minutes": _count(pc.less_equal(facts["trade_count"], 0)),
     }
 
 

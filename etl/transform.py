@@ -1,19 +1,24 @@
-"""Transform: the day's trades → dim_time, dim_symbol and fact_trades, with exact decimals.
+"""Transform: the day's trades → fact_trades (Spark), dim_time and dim_symbol (Arrow).
 
-Each builder is a pure DataFrame function with one final `select` that states its output
-contract. Arithmetic is decimal end to end: sums of decimal(30,8) are exact, and Σ price×qty is
-typed decimal(38,16) (8 + 8 decimal places, exact) because the session runs with
-`spark.sql.decimalOperations.allowPrecisionLoss=false`; `build_fact_trades` refuses to run if
-that guarantee is missing. No Python UDFs.
+`build_fact_trades` is a pure DataFrame function with one final `select` that states its output
+contract. Its per-row work is exact long arithmetic on prices and quantities scaled by 10^8;
+the per-minute results are rebuilt as the decimals decimal arithmetic would give (sums
+decimal(38,8), Σ price×qty decimal(38,16), means rounded half-up to 12 places), and it refuses
+to run in a session whose decimal products would round
+(`spark.sql.decimalOperations.allowPrecisionLoss` must be false). No Python UDFs.
+
+The two dimensions need no trade data — a calendar and a list of symbol names — so they are
+built on the driver as Arrow tables, the form in which the lake writes the day's tables.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 
-from pyspark.sql import Column, DataFrame, SparkSession
+import pyarrow as pa
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -44,20 +49,21 @@ def filter_day(trades: DataFrame, day: date) -> DataFrame:
     return trades.where((F.col("trade_time") >= F.lit(start)) & (F.col("trade_time") < F.lit(end)))
 
 
-def build_dim_time(spark: SparkSession, day: date) -> DataFrame:
-    """Every minute of the day (1,440 rows)."""
+def build_dim_time(day: date) -> pa.Table:
+    """Every minute of the day (1,440 rows). A calendar, not data: built on the driver, no
+    Spark job (a job per tiny table cost about a second)."""
     start, _ = day_bounds(day)
-    epoch = int(start.timestamp())
-    minutes = spark.range(MINUTES_PER_DAY).withColumn(
-        "datetime", F.timestamp_seconds(F.lit(epoch) + F.col("id") * F.lit(60))
-    )
-    return minutes.select(
-        F.col("datetime"),
-        F.year("datetime").alias("year"),
-        F.month("datetime").alias("month"),
-        F.dayofmonth("datetime").alias("day"),
-        F.hour("datetime").alias("hour"),
-        F.minute("datetime").alias("minute"),
+    minutes = [start + timedelta(minutes=index) for index in range(MINUTES_PER_DAY)]
+    return pa.table(
+        {
+            "datetime": pa.array(minutes, pa.timestamp("us", tz="UTC")),
+            "year": pa.array([m.year for m in minutes], pa.int32()),
+            "month": pa.array([m.month for m in minutes], pa.int32()),
+            "day": pa.array([m.day for m in minutes], pa.int32()),
+            "hour": pa.array([m.hour for m in minutes], pa.int32()),
+            "minute": pa.array([m.minute for m in minutes], pa.int32()),
+        },
+        schema=DIM_TIME_SCHEMA,
     )
 
 
@@ -70,20 +76,29 @@ def split_symbol(symbol: str) -> tuple[str, str | None]:
     return symbol, None
 
 
-DIM_SYMBOL_SCHEMA = T.StructType(
+DIM_TIME_SCHEMA = pa.schema(
     [
-        T.StructField("symbol", T.StringType(), False),
-        T.StructField("base_asset", T.StringType(), False),
-        T.StructField("quote_asset", T.StringType(), True),
+        pa.field("datetime", pa.timestamp("us", tz="UTC"), nullable=False),
+        *(pa.field(name, pa.int32(), nullable=False)
+          for name in ("year", "month", "day", "hour", "minute")),
+    ]
+)
+DIM_SYMBOL_SCHEMA = pa.schema(
+    [
+        pa.field("symbol", pa.string(), nullable=False),
+        pa.field("base_asset", pa.string(), nullable=False),
+        pa.field("quote_asset", pa.string(), nullable=True),
     ]
 )
 
 
-def build_dim_symbol(spark: SparkSession, symbols: Iterable[str]) -> DataFrame:
-    """One row per symbol (the day's traded ones plus the configured ones). A handful of rows
-    derived on the driver from the symbol names: no UDF, no Spark job."""
+def build_dim_symbol(symbols: Iterable[str]) -> pa.Table:
+    """One row per symbol (the day's traded ones plus the configured ones), derived from the
+    symbol names on the driver: no UDF, no Spark job."""
     rows = [(symbol, *split_symbol(symbol)) for symbol in sorted(set(symbols))]
-    return spark.createDataFrame(rows, DIM_SYMBOL_SCHEMA)
+    columns = list(zip(*rows, strict=True)) if rows else [(), (), ()]
+    return pa.table([pa.array(column, pa.string()) for column in columns],
+                    schema=DIM_SYMBOL_SCHEMA)
 
 
 SCALE = 10**8  # prices and quantities are numeric(30,8): value × 10^8 is an exact integer

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -65,10 +66,11 @@ def day_start(day: date) -> datetime:
 
 def insert_day(
     conn: psycopg.Connection, day: date, per_symbol: int, *, skip_id: int | None = None,
-    id_offset: int = 0, boundaries: bool = True,
+    id_offset: int = 0, boundaries: bool = True, micro: bool = False,
 ) -> None:
     """A generated day: `per_symbol` trades per symbol spread over the day, several per
-    millisecond for 1000PEPEUSDT, plus boundary trades (the day's first instant, the previous
+    millisecond for 1000PEPEUSDT, (`micro`) two more a few microseconds apart for ETHBTC, plus
+    boundary trades (the day's first instant, the previous
     day's last millisecond, the next day's first instant)."""
     ensure_partitions(conn, [day - timedelta(days=1), day, day + timedelta(days=1)])
     start = day_start(day)
@@ -90,6 +92,19 @@ def insert_day(
             {"symbol": symbol, "first": first_id + id_offset, "base": base, "tick": tick,
              "lot": lot, "start": start, "n": per_symbol, "same": same_ms, "skip": skip_id},
         )
+        if micro and symbol == "ETHBTC":
+            # Microsecond times (as in Binance's 2025+ dumps), in the reverse order of their
+            # ids, opening minute 00:07: truncated to milliseconds, open/close would flip.
+            last = first_id + id_offset + per_symbol
+            conn.execute(
+                """
+                INSERT INTO trades (symbol, trade_id, price, quantity, trade_time, is_buyer_maker)
+                VALUES (%(s)s, %(a)s, 0.03700001, 1, %(t)s + interval '7 microseconds', false),
+                       (%(s)s, %(b)s, 0.03500001, 1, %(t)s + interval '3 microseconds', true)
+                ON CONFLICT DO NOTHING
+                """,
+                {"s": symbol, "a": last, "b": last + 1, "t": start + timedelta(minutes=7)},
+            )
         if not boundaries:
             continue
         last = first_id + id_offset + per_symbol
@@ -152,14 +167,14 @@ def test_day_to_lake_and_warehouse_then_rerun(
     spark: object, pg_conn: psycopg.Connection, pg_url: str, tmp_path: Path
 ) -> None:
     day = date(2025, 9, 10)
-    insert_day(pg_conn, day, per_symbol=3000)
+    insert_day(pg_conn, day, per_symbol=3000, micro=True)
     settings = settings_for(pg_url, str(tmp_path / "lake"))
 
     summary = run_day(day, settings)
 
     in_day = scalar(pg_conn, "SELECT count(*) FROM trades WHERE trade_time >= %s "
                     "AND trade_time < %s", day_start(day), day_start(day) + timedelta(days=1))
-    assert summary.rows_read == in_day == 3 * 3000
+    assert summary.rows_read == in_day == 3 * 3000 + 2
     assert summary.symbols == 3
     assert summary.files == 3
     assert summary.bytes > 0
@@ -173,6 +188,10 @@ def test_day_to_lake_and_warehouse_then_rerun(
     assert not (lake / "_staging" / day.isoformat()).exists()
 
     assert expected_minus_warehouse(pg_conn, day) == (0, 0)
+    # microseconds survive the JDBC read: the 3 µs trade opens the minute, not the lower id
+    assert scalar(pg_conn, "SELECT open_price FROM warehouse.fact_trades WHERE symbol = "
+                  "'ETHBTC' AND trade_minute = %s", day_start(day) + timedelta(minutes=7),
+                  ) == Decimal("0.03500001")
     assert scalar(pg_conn, "SELECT count(*) FROM warehouse.dim_time WHERE datetime >= %s "
                   "AND datetime < %s", day_start(day), day_start(day) + timedelta(days=1)) == 1440
     symbols = pg_conn.execute(

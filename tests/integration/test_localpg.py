@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 from pathlib import Path
 
@@ -23,6 +24,9 @@ def private_home(tmp_path: Path):
     server = LocalPostgres(parent / "pg")
     yield server
     server.stop(mode="immediate")
+    base = server.layout().base
+    if base.is_relative_to(Path("/var/lib/binance-etl")):  # relocated under root: not in tmp
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_start_reuse_restart_stop(private_home: LocalPostgres):
@@ -65,8 +69,6 @@ def test_root_copies_binaries_out_of_an_unreachable_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     """A virtual environment under a 0700 home: the server user cannot run its binaries there."""
-    import shutil
-
     import common.localpg as localpg
 
     real = localpg._pginstall()

@@ -1,13 +1,13 @@
-"""The quality gate's rules: the pure verdict, and the structural checks on a fact DataFrame."""
+"""The quality gate's rules: the pure verdict, and the structural checks on the Arrow facts."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
+import pyarrow as pa
 import pytest
-from pyspark.sql import SparkSession
-from pyspark.sql import types as T
 
 from etl.quality import (
     QualityGateError,
@@ -72,22 +72,28 @@ def test_each_structural_rule_fails_the_gate(rule: str) -> None:
     assert report["passed"] is False
 
 
-FACT_SCHEMA = T.StructType(
+FACT_SCHEMA = pa.schema(
     [
-        T.StructField("symbol", T.StringType()),
-        T.StructField("trade_minute", T.TimestampType()),
-        T.StructField("min_price", T.DecimalType(30, 8)),
-        T.StructField("max_price", T.DecimalType(30, 8)),
-        T.StructField("avg_price", T.DecimalType(30, 12)),
-        T.StructField("open_price", T.DecimalType(30, 8)),
-        T.StructField("close_price", T.DecimalType(30, 8)),
-        T.StructField("trade_count", T.LongType()),
-        T.StructField("total_quantity", T.DecimalType(38, 8)),
+        ("symbol", pa.string()),
+        ("trade_minute", pa.timestamp("us", tz="UTC")),
+        ("min_price", pa.decimal128(30, 8)),
+        ("max_price", pa.decimal128(30, 8)),
+        ("avg_price", pa.decimal128(30, 12)),
+        ("open_price", pa.decimal128(30, 8)),
+        ("close_price", pa.decimal128(30, 8)),
+        ("trade_count", pa.int64()),
+        ("total_quantity", pa.decimal128(38, 8)),
     ]
 )
+COLUMNS = FACT_SCHEMA.names
 
 
-def test_fact_violations_counts_each_broken_rule(spark: SparkSession) -> None:
+def fact_table(rows: Sequence[tuple[object, ...]]) -> pa.Table:
+    return pa.Table.from_pylist([dict(zip(COLUMNS, row, strict=True)) for row in rows],
+                                schema=FACT_SCHEMA)
+
+
+def test_fact_violations_counts_each_broken_rule() -> None:
     minute = datetime(2025, 9, 10, 0, 1, tzinfo=UTC)
     d = Decimal
     rows = [
@@ -97,10 +103,34 @@ def test_fact_violations_counts_each_broken_rule(spark: SparkSession) -> None:
         ("ETHUSDT", minute, d(2), d(3), d(2), d(1), d(3), 1, d(1)),  # open below min
         ("SOLUSDT", minute, d(1), d(1), d(1), d(1), d(1), 0, d(0)),  # no trades
     ]
-    facts = spark.createDataFrame(rows, FACT_SCHEMA)
+    facts = fact_table(rows)
     assert fact_violations(facts) == {
         "rows": 5, "null_keys": 1, "duplicate_keys": 1, "price_range": 1, "empty_minutes": 1,
     }
     totals = fact_totals(facts)
     assert totals["BTCUSDT"] == SymbolTotals(3, Decimal("2.0"))
     assert None not in totals
+
+
+def test_price_rules_compare_exactly_across_scales() -> None:
+    """avg_price has 12 decimal places, the others 8: compared on one scale, a difference in
+    the 12th place counts, and a NULL price cannot pass a rule it cannot be checked against."""
+    minute = datetime(2025, 9, 10, 0, 1, tzinfo=UTC)
+    d = Decimal
+    one = ("X", minute, d("1.00000000"), d("2.00000000"), d("1.000000000001"),
+           d("1.00000000"), d("2.00000000"), 2, d("1"))
+    assert fact_violations(fact_table([one]))["price_range"] == 0
+    above = (*one[:4], d("2.000000000001"), *one[5:])
+    below = (*one[:4], d("0.999999999999"), *one[5:])
+    missing = (*one[:5], None, *one[6:])
+    assert fact_violations(fact_table([above, below, missing]))["price_range"] == 3
+
+
+def test_fact_totals_are_exact_beyond_128_bits() -> None:
+    """Per-symbol quantity sums that would overflow decimal(38,8) stay exact."""
+    minute = datetime(2025, 9, 10, 0, 1, tzinfo=UTC)
+    big = Decimal("999999999999999999999999999999.99999999")  # the largest decimal(38,8)
+    row = ("PEPEUSDT", minute, Decimal(1), Decimal(1), Decimal(1), Decimal(1), Decimal(1), 1, big)
+    totals = fact_totals(fact_table([row, row, row]))
+    exact = Decimal("2999999999999999999999999999999.99999997")
+    assert totals["PEPEUSDT"] == SymbolTotals(3, exact)

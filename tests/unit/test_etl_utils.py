@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from etl.extract import day_subquery, time_range_predicates
+from etl.extract import binary_transfer_url, day_subquery, time_range_predicates
 from etl.utils import (
     DayError,
     check_not_future,
@@ -63,12 +63,24 @@ def test_jdbc_connection_from_database_url() -> None:
         jdbc_connection("redshift://u@h:5439/db")
 
 
+def test_binary_transfer_is_asked_for_in_the_url() -> None:
+    assert binary_transfer_url("jdbc:postgresql://db:5432/x") == (
+        "jdbc:postgresql://db:5432/x?prepareThreshold=-1"
+    )
+    assert binary_transfer_url("jdbc:postgresql://db/x?sslmode=require") == (
+        "jdbc:postgresql://db/x?sslmode=require&prepareThreshold=-1"
+    )
+    # a URL that sets it itself keeps its own value
+    assert binary_transfer_url("jdbc:postgresql://db/x?prepareThreshold=5") == (
+        "jdbc:postgresql://db/x?prepareThreshold=5"
+    )
+
+
 def test_day_subquery_filters_inside_postgresql() -> None:
     sql = day_subquery(date(2025, 9, 10))
     assert sql == (
         "(SELECT symbol, trade_id, (price * 100000000)::bigint AS price_e8, "
-        "(quantity * 100000000)::bigint AS quantity_e8, trade_time, "
-        "(extract(epoch FROM trade_time) * 1000000)::bigint AS trade_time_us, is_buyer_maker "
+        "(quantity * 100000000)::bigint AS quantity_e8, trade_time, is_buyer_maker "
         "FROM public.trades WHERE trade_time >= TIMESTAMPTZ '2025-09-10 00:00:00+00:00' "
         "AND trade_time < TIMESTAMPTZ '2025-09-11 00:00:00+00:00') AS day_trades"
     )
