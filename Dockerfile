@@ -22,19 +22,18 @@ WORKDIR /opt/binance-etl
 COPY requirements.txt ./
 RUN pip install -r requirements.txt
 
-COPY pyproject.toml airflow.cfg stream.py ./
-COPY common ./common
-COPY ingest ./ingest
-COPY replay ./replay
+# The project itself as a wheel (no PYTHONPATH): every command and the DAG import from anywhere.
+COPY pyproject.toml README.md airflow.cfg stream.py ./
+COPY binance_etl ./binance_etl
 COPY etl ./etl
+RUN pip install --no-deps .
 COPY dags ./dags
 COPY scripts ./scripts
 
 # No SPARK_LOCAL_IP here: etl/spark.py keeps a local[*] driver on the loopback itself, and with
 # SPARK_MASTER=spark://spark-master:7077 the driver must listen on the container's own address so
 # that executors in the spark-worker container can call it back.
-ENV PYTHONPATH=/opt/binance-etl \
-    AIRFLOW_HOME=/opt/airflow \
+ENV AIRFLOW_HOME=/opt/airflow \
     AIRFLOW_CONFIG=/opt/binance-etl/airflow.cfg
 
 RUN mkdir -p .local/jvm && chown airflow:0 .local/jvm

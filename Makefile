@@ -5,7 +5,6 @@ BOOT := .local/bootstrap
 UV := $(BOOT)/bin/uv
 PY := .venv/bin/python
 export UV_PYTHON_DOWNLOADS := never
-export PYTHONPATH := $(CURDIR)
 
 .PHONY: install demo test lint unit integration bench stack stack-down db-start db-stop requirements clean
 
@@ -25,7 +24,7 @@ $(UV):
 	@touch $@
 
 requirements: $(UV)  ## re-export requirements.txt from the lock file
-	$(UV) export --frozen --no-dev --no-hashes --no-emit-project -o requirements.txt --quiet
+	$(UV) export --frozen --no-default-groups --no-hashes --no-emit-project -o requirements.txt --quiet
 
 lint: install
 	$(PY) -m ruff check .
@@ -53,11 +52,11 @@ stack-down: install
 	$(PY) -m scripts.stack down
 
 db-start: install
-	$(PY) -m common.localpg start
+	$(PY) -m binance_etl.localpg start
 
 db-stop: install
-	$(PY) -m common.localpg stop
+	$(PY) -m binance_etl.localpg stop
 
 clean:
-	-$(PY) -m common.localpg stop
+	-$(PY) -m binance_etl.localpg stop
 	rm -rf .venv .local data

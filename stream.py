@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from ingest.cli import main
+from binance_etl.ingest.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -37,12 +37,12 @@ from psycopg import sql
 from rich.console import Console
 from rich.table import Table
 
-from common.db import connect, resolve_database_url, with_database
-from common.schema import ensure_partitions, migrate, partition_name
-from common.settings import load_settings
+from binance_etl.db import connect, resolve_database_url, with_database
+from binance_etl.replay.dumps import generate_trades, write_dump
+from binance_etl.schema import ensure_partitions, migrate, partition_name
+from binance_etl.settings import load_settings
 from etl.backfill_dump import COPY_COLUMNS, RowConverter
 from etl.backfill_load import ensure_backfill_log, load_dump
-from replay.dumps import generate_trades, write_dump
 
 logger = logging.getLogger(__name__)
 

@@ -31,10 +31,10 @@ import psutil
 from rich.console import Console
 from rich.table import Table
 
-from common.db import connect, resolve_database_url, with_database
-from common.logs import setup_logging
-from common.schema import ensure_partitions, migrate
-from common.settings import load_settings
+from binance_etl.db import connect, resolve_database_url, with_database
+from binance_etl.logs import setup_logging
+from binance_etl.schema import ensure_partitions, migrate
+from binance_etl.settings import load_settings
 from etl.utils import day_bounds
 
 logger = logging.getLogger(__name__)

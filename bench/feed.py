@@ -18,8 +18,8 @@ from typing import Any
 import orjson
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
-from replay.broadcast import stream_name
-from replay.testing import running_feed
+from binance_etl.replay.broadcast import stream_name
+from binance_etl.replay.testing import running_feed
 
 READ_BUFFER = 1024 * 1024
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "1000PEPEUSDT"]

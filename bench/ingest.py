@@ -34,11 +34,11 @@ from typing import Any
 
 import httpx
 
-from common.db import connect, resolve_database_url, with_database
-from common.localpg import free_port
-from common.schema import migrate
-from common.settings import load_settings
-from replay.testing import FeedHandle, running_feed
+from binance_etl.db import connect, resolve_database_url, with_database
+from binance_etl.localpg import free_port
+from binance_etl.replay.testing import FeedHandle, running_feed
+from binance_etl.schema import migrate
+from binance_etl.settings import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 SYMBOLS = ["BTCUSDT", "ETHUSDT"]
@@ -146,7 +146,7 @@ def percentile(histogram: Counter[int], fraction: float) -> float | None:
 # -- the streamer ----------------------------------------------------------------------------
 
 def start_streamer(url: str, feed: FeedHandle, metrics_port: int) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "DATABASE_URL": url,
+    env = {**os.environ, "DATABASE_URL": url,
            "BINANCE_WS_URL": feed.ws_url, "BINANCE_REST_URL": feed.rest_url,
            "SYMBOLS": ",".join(SYMBOLS), "METRICS_PORT": str(metrics_port),
            "LOG_LEVEL": "WARNING"}
@@ -267,7 +267,7 @@ async def naive_worker(ws_url: str, url: str, seconds: float) -> dict[str, Any]:
 
 def run_naive(url: str, feed: FeedHandle, seconds: float) -> dict[str, Any]:
     out_path = f"/tmp/bench-naive-{uuid.uuid4().hex[:8]}.json"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = dict(os.environ)
     process = subprocess.Popen(
         [sys.executable, "-m", "bench.ingest", "--naive-worker", feed.ws_url, url, str(seconds),
          out_path], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -4,8 +4,8 @@
 
 Thin on purpose: the work lives in `etl.pipeline` (imported inside each task, so parsing this
 file starts no Spark and opens no connection), the day rule in `etl.dagrules`, every setting in
-`common.settings` (environment / `.env`; secrets never here). Each step is idempotent, so a retry
-or a rerun of a day replaces that day and never duplicates it. See docs/orchestration.md.
+`binance_etl.settings` (environment / `.env`; secrets never here). Each step is idempotent,
+so a retry or a rerun of a day replaces that day and never duplicates it. See docs/orchestration.md.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from airflow.sdk import (
 )
 from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
 
-from common.settings import Settings, SettingsError, load_settings
+from binance_etl.settings import Settings, SettingsError, load_settings
 from etl.dagrules import DAG_ID, SCHEDULE, DayRuleError, parse_day, target_day_of_run
 
 logger = logging.getLogger(__name__)

@@ -31,11 +31,11 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from common.db import connect, redact, resolve_database_url
-from common.localpg import LocalPostgresError
-from common.logs import setup_logging
-from common.schema import migrate
-from common.settings import load_settings, parse_symbols
+from binance_etl.db import connect, redact, resolve_database_url
+from binance_etl.localpg import LocalPostgresError
+from binance_etl.logs import setup_logging
+from binance_etl.schema import migrate
+from binance_etl.settings import load_settings, parse_symbols
 from etl.backfill_dump import DumpFormatError
 from etl.backfill_fetch import ChecksumMismatch, DumpMissing, FetchedDump, fetch_dump
 from etl.backfill_load import DEFAULT_MAX_RANGES, ensure_backfill_log, finished, load_dump

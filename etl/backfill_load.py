@@ -31,7 +31,7 @@ from typing import Literal
 import psycopg
 from psycopg import sql
 
-from common.schema import ensure_partitions, partition_name
+from binance_etl.schema import ensure_partitions, partition_name
 from etl.backfill_dump import COPY_COLUMNS, DumpFormatError, IdRanges, RowConverter, TimeUnit
 
 logger = logging.getLogger(__name__)

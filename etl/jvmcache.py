@@ -40,8 +40,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DIR = ROOT / ".local" / "jvm"
+DEFAULT_DIR = Path(".local") / "jvm"  # under the working directory, like LOCAL_PG_DIR
 DIR_ENV = "SPARK_CDS_DIR"
 SWITCH_ENV = "SPARK_CDS"
 OFF_VALUES = frozenset({"off", "0", "false", "no"})
@@ -78,7 +77,7 @@ def archive_dir(environ: Mapping[str, str] | None = None) -> Path:
     """`SPARK_CDS_DIR` when set, else the project's `.local/jvm/`."""
     env = os.environ if environ is None else environ
     configured = env.get(DIR_ENV, "").strip()
-    return Path(configured).expanduser() if configured else DEFAULT_DIR
+    return Path(configured).expanduser() if configured else Path.cwd() / DEFAULT_DIR
 
 
 def java_binary(environ: Mapping[str, str] | None = None) -> Path | None:
@@ -262,7 +261,6 @@ def _train_in_child(dump: Path, scratch: Path, log: Path, timeout: float) -> Non
     """Run the training session in a child process (own process group) and wait until it and
     its JVM have exited: the JVM writes the archive while it exits."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
     env[SWITCH_ENV] = "off"  # the child passes its own driver options
     command = [sys.executable, "-m", "etl.jvmcache", "--train", str(dump)]
     with log.open("wb") as output:
@@ -353,7 +351,7 @@ def _workload(spark: Any) -> None:
     ships with Spark), `build_fact_trades`, collection as Arrow; and the PostgreSQL driver."""
     from pyspark.sql import functions as F
 
-    from common.localpg import free_port
+    from binance_etl.localpg import free_port
     from etl.extract import EXTRACT_COLUMNS, read_day
     from etl.transform import build_fact_trades
     from etl.utils import day_bounds

@@ -4,10 +4,12 @@ Runs stage_day → check_quality → publish_lake → load_warehouse with a prog
 and a summary table at the end. Exit codes: 0 done, 1 the quality gate failed (nothing was
 published), 2 bad input or configuration, 3 the raw store is unreachable, 4 another failure.
 
-With spark-submit (the driver comes from --packages there):
+With spark-submit, from an environment where the project is installed (the driver comes
+from --packages there):
 
-    PYTHONPATH=$PWD spark-submit --master spark://127.0.0.1:7077 \\
-        --packages org.postgresql:postgresql:42.7.8 etl/main.py --date 2025-09-10
+    spark-submit --master spark://127.0.0.1:7077 \\
+        --packages org.postgresql:postgresql:42.7.8 \\
+        "$(python -c 'import etl.main as m; print(m.__file__)')" --date 2025-09-10
 """
 
 from __future__ import annotations
@@ -21,18 +23,13 @@ from dataclasses import asdict, dataclass, field
 from datetime import date
 from typing import Any
 
-if __package__ in (None, ""):  # run as a file by spark-submit: make `etl` importable
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from common.localpg import LocalPostgresError
-from common.logs import setup_logging
-from common.settings import Settings, SettingsError, load_settings
+from binance_etl.localpg import LocalPostgresError
+from binance_etl.logs import setup_logging
+from binance_etl.settings import Settings, SettingsError, load_settings
 from etl.pipeline import (
     QualityGateError,
     RawStoreUnreachable,

@@ -19,8 +19,8 @@ from typing import Any
 import psycopg
 from pyspark.sql import SparkSession
 
-from common.db import connect, redact, resolve_database_url, resolve_warehouse_url
-from common.settings import Settings, load_settings
+from binance_etl.db import connect, redact, resolve_database_url, resolve_warehouse_url
+from binance_etl.settings import Settings, load_settings
 from etl.extract import read_day
 from etl.lake import Lake
 from etl.load import PostgresTarget, RedshiftTarget, Target, load_day
@@ -250,7 +250,7 @@ def warehouse_target(settings: Settings, lake: Lake) -> tuple[Target, Any]:
     """The back end and an open DB-API connection for it."""
     if settings.warehouse_is_redshift:
         if not settings.redshift_iam_role:
-            from common.settings import SettingsError
+            from binance_etl.settings import SettingsError
 
             raise SettingsError("REDSHIFT_IAM_ROLE: required when WAREHOUSE_URL is redshift://")
         target: Target = RedshiftTarget(lake, settings.redshift_iam_role)

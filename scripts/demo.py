@@ -30,10 +30,10 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from common.db import connect, redact, resolve_database_url, resolve_warehouse_url
-from common.logs import setup_logging
-from common.schema import migrate
-from common.settings import Settings, load_settings
+from binance_etl.db import connect, redact, resolve_database_url, resolve_warehouse_url
+from binance_etl.logs import setup_logging
+from binance_etl.schema import migrate
+from binance_etl.settings import Settings, load_settings
 
 logger = logging.getLogger("demo")
 console = Console(width=120)
@@ -69,7 +69,7 @@ def replay_feed(symbols: list[str], day: date, trades_per_day: int) -> Iterator[
                 [
                     sys.executable,
                     "-m",
-                    "replay.dumps",
+                    "binance_etl.replay.dumps",
                     "--dumps-dir",
                     str(dumps),
                     "--symbols",
@@ -88,7 +88,7 @@ def replay_feed(symbols: list[str], day: date, trades_per_day: int) -> Iterator[
         [
             sys.executable,
             "-m",
-            "replay",
+            "binance_etl.replay",
             "--symbols",
             ",".join(symbols),
             "--rate",
@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     with connect(database_url, autocommit=True) as conn:
         migrate(conn, ahead_days=settings.partitions_ahead_days)
     console.print(f"raw store: {redact(database_url)}")
-    env = dict(os.environ, DATABASE_URL=database_url, PYTHONPATH=os.getcwd())
+    env = dict(os.environ, DATABASE_URL=database_url)
 
     step("2. Market data source")
     use_binance = not args.replay and binance_reachable(settings)

@@ -4,7 +4,7 @@
     python -m scripts.stack status
     python -m scripts.stack down
 
-`up` starts, or keeps when already running: the project's PostgreSQL (`common.localpg`: raw
+`up` starts, or keeps when already running: the project's PostgreSQL (`binance_etl.localpg`: raw
 trades, the warehouse schema and Airflow's metadata database `airflow`), an S3-compatible server
 (moto on 127.0.0.1, with the lake's bucket), Airflow's api-server, scheduler, dag-processor and
 triggerer (LocalExecutor, the repository's `airflow.cfg`), the Binance-compatible replay feed and
@@ -35,9 +35,9 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from common.db import connect, with_database
-from common.localpg import LocalPostgres, free_port
-from common.settings import Settings, SettingsError, load_settings
+from binance_etl.db import connect, with_database
+from binance_etl.localpg import LocalPostgres, free_port
+from binance_etl.settings import Settings, SettingsError, load_settings
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -274,9 +274,6 @@ class AirflowSetup:
             {
                 "AIRFLOW_HOME": str(self.home),
                 "AIRFLOW_CONFIG": str(REPO / "airflow.cfg"),
-                "PYTHONPATH": os.pathsep.join(
-                    p for p in (str(REPO), env.get("PYTHONPATH", "")) if p
-                ),
                 "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
                 "AIRFLOW__CORE__EXECUTOR": self.executor,
                 "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -462,7 +459,7 @@ class Stack:
             was_running = server.status() is not None
             server_url = raw_url = server.ensure_running()
             state.setdefault("started_postgres", not was_running)
-        from common.schema import migrate
+        from binance_etl.schema import migrate
 
         with connect(raw_url, autocommit=True) as conn:
             migrate(conn, ahead_days=self.settings.partitions_ahead_days)
@@ -556,8 +553,8 @@ class Stack:
                 self.group.stop("replay")
             handle = self.group.start(
                 "replay",
-                [sys.executable, "-m", "replay", "--symbols", ",".join(self.settings.symbols),
-                 "--rate", str(rate)],
+                [sys.executable, "-m", "binance_etl.replay",
+                 "--symbols", ",".join(self.settings.symbols), "--rate", str(rate)],
                 os.environ,
             )
             urls = wait_until(lambda: feed_urls_from_log(handle.log), "the replay feed's URLs",

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from common.db import connect, with_database
-from common.localpg import LocalPostgres
-from common.schema import migrate
+from binance_etl.db import connect, with_database
+from binance_etl.localpg import LocalPostgres
+from binance_etl.schema import migrate
 
 # Each area keeps its fixtures in its own plugin module.
 pytest_plugins = [

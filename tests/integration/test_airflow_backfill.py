@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from common.db import connect
+from binance_etl.db import connect
 from etl.dagrules import DAG_ID, backfill_window, scheduled_run_time
 from scripts.stack import wait_until
 from tests.plugins.airflow import (

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from common.db import connect
+from binance_etl.db import connect
 from etl.dagrules import DAG_ID
 from tests.plugins.airflow import (
     REPO,

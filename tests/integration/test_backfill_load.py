@@ -16,8 +16,9 @@ import psycopg
 import pytest
 from rich.console import Console
 
-from common.db import connect
-from common.schema import ensure_partitions
+from binance_etl.db import connect
+from binance_etl.replay.dumps import DumpTrade, Fault, day_start_us, generate_trades, write_dump
+from binance_etl.schema import ensure_partitions
 from etl.backfill import (
     BAD_CHECKSUM,
     BROKEN,
@@ -29,7 +30,6 @@ from etl.backfill import (
     run_backfill,
 )
 from etl.backfill_load import LoadResult, load_dump
-from replay.dumps import DumpTrade, Fault, day_start_us, generate_trades, write_dump
 from tests.plugins.backfill import DumpServer
 
 pytestmark = pytest.mark.integration
@@ -223,8 +223,7 @@ def test_cli_reports_missing_bad_checksum_and_truncated_days(
             write_dump(dump_server.dumps_dir, "BTCUSDT", day,
                        generate_trades("BTCUSDT", day, 1000, first_id=700_000 + 1000 * n),
                        fault=faults.get(day))
-    env = {**os.environ, "DATABASE_URL": pg_url, "BINANCE_DATA_URL": dump_server.url,
-           "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "DATABASE_URL": pg_url, "BINANCE_DATA_URL": dump_server.url}
 
     result = subprocess.run(
         [sys.executable, "-m", "etl.backfill", "--symbols", "btcusdt,ETHUSDT",

@@ -33,7 +33,6 @@ def test_spark_submit_on_standalone_cluster(
     lake = tmp_path / "lake"
     env = {
         **os.environ,
-        "PYTHONPATH": str(ROOT),
         "PYSPARK_PYTHON": sys.executable,
         "SPARK_LOCAL_IP": "127.0.0.1",
         "DATABASE_URL": pg_url,

@@ -15,9 +15,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from common.db import connect
-from common.schema import ensure_partitions
-from common.settings import Settings, load_settings
+from binance_etl.db import connect
+from binance_etl.schema import ensure_partitions
+from binance_etl.settings import Settings, load_settings
 from etl import load as load_module
 from etl.main import main, run_day
 from etl.pipeline import (

@@ -34,7 +34,7 @@ spark.stop()
 
 def environment(folder: Path) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if key != "SPARK_CDS"}
-    env.update(PYTHONPATH=str(ROOT), SPARK_CDS_DIR=str(folder), SPARK_LOCAL_IP="127.0.0.1")
+    env.update(SPARK_CDS_DIR=str(folder), SPARK_LOCAL_IP="127.0.0.1")
     return env
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from common.db import connect
-from common.localpg import LocalPostgres, reachable_by_others
+from binance_etl.db import connect
+from binance_etl.localpg import LocalPostgres, reachable_by_others
 
 pytestmark = pytest.mark.integration
 
@@ -69,7 +69,7 @@ def test_root_copies_binaries_out_of_an_unreachable_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     """A virtual environment under a 0700 home: the server user cannot run its binaries there."""
-    import common.localpg as localpg
+    import binance_etl.localpg as localpg
 
     real = localpg._pginstall()
     private = tmp_path / "home"  # tmp_path's parents are 0700 under root

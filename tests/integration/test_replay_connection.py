@@ -15,7 +15,7 @@ from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from replay.testing import FeedHandle, running_feed
+from binance_etl.replay.testing import FeedHandle, running_feed
 from tests.plugins.replay import read_until_closed
 
 pytestmark = pytest.mark.integration

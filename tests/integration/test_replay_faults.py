@@ -15,10 +15,10 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from replay.generator import SymbolGenerator
-from replay.market import Trade
-from replay.testing import FeedHandle, running_feed
-from replay.tradefile import read_trade_file, write_trade_file
+from binance_etl.replay.generator import SymbolGenerator
+from binance_etl.replay.market import Trade
+from binance_etl.replay.testing import FeedHandle, running_feed
+from binance_etl.replay.tradefile import read_trade_file, write_trade_file
 from tests.plugins.replay import read_until_closed
 
 pytestmark = pytest.mark.integration

@@ -15,7 +15,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
-from replay.testing import FeedHandle
+from binance_etl.replay.testing import FeedHandle
 from tests.plugins.replay import read_until_closed
 
 pytestmark = pytest.mark.integration
@@ -191,7 +191,7 @@ def test_manual_drop_cuts_every_connection(replay_feed: FeedHandle) -> None:
 def test_trades_helper_pages_through_everything(replay_feed: FeedHandle,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     replay_feed.wait_produced("ETHUSDT", 1000)
-    monkeypatch.setattr("replay.testing.PAGE", 300)
+    monkeypatch.setattr("binance_etl.replay.testing.PAGE", 300)
     paged = replay_feed.trades("ETHUSDT")
     whole = httpx.get(f"{replay_feed.rest_url}/_replay/trades",
                       params={"symbol": "ETHUSDT", "limit": 1_000_000}).json()

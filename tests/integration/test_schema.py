@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 import psycopg
 import pytest
 
-from common.schema import drop_partitions_older_than, ensure_partitions, migrate
+from binance_etl.schema import drop_partitions_older_than, ensure_partitions, migrate
 
 pytestmark = pytest.mark.integration
 
@@ -81,7 +81,7 @@ def test_concurrent_partition_creation(pg_url: str):
     """Many writers touching a new day at once all succeed; the day gets one partition."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from common.db import connect
+    from binance_etl.db import connect
 
     day = date(2031, 7, 4)
 

@@ -10,9 +10,9 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from common.localpg import free_port
-from ingest.stats import Summary
-from replay.testing import FeedHandle, running_feed
+from binance_etl.ingest.stats import Summary
+from binance_etl.localpg import free_port
+from binance_etl.replay.testing import FeedHandle, running_feed
 from tests.plugins.ingest import StreamerThread, market_trades, stored_trades
 
 pytestmark = pytest.mark.integration
@@ -63,7 +63,7 @@ def test_connections_are_renewed_with_overlap_and_nothing_missed(
     ingest_db: str, run_streamer: Callable[..., StreamerThread], caplog: pytest.LogCaptureFixture
 ) -> None:
     port = free_port()
-    caplog.set_level(logging.INFO, logger="ingest.streamer")
+    caplog.set_level(logging.INFO, logger="binance_etl.ingest.streamer")
     with running_feed(symbols=SYMBOLS, rate=2000) as feed:
         runner = run_streamer(symbols=tuple(SYMBOLS), database_url=ingest_db,
                               ws_url=feed.ws_url, rest_url=feed.rest_url,

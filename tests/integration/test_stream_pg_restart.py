@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from replay.testing import running_feed
+from binance_etl.replay.testing import running_feed
 from tests.plugins.ingest import DedicatedPostgres, StreamerThread, market_trades, stored_trades
 
 pytestmark = pytest.mark.integration

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from common.db import connect
-from common.localpg import free_port
-from ingest.streamer import Streamer, StreamerConfig
-from replay.testing import running_feed
+from binance_etl.db import connect
+from binance_etl.ingest.streamer import Streamer, StreamerConfig
+from binance_etl.localpg import free_port
+from binance_etl.replay.testing import running_feed
 from tests.plugins.ingest import market_trades, stored_trades
 
 pytestmark = pytest.mark.integration
@@ -26,7 +26,7 @@ SYMBOLS = ["BTCUSDT", "ETHUSDT"]
 
 
 def stream_process(url: str, ws_url: str, rest_url: str, *args: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "DATABASE_URL": url, "BINANCE_WS_URL": ws_url,
+    env = {**os.environ, "DATABASE_URL": url, "BINANCE_WS_URL": ws_url,
            "BINANCE_REST_URL": rest_url, "SYMBOLS": ",".join(SYMBOLS), "LOG_LEVEL": "INFO"}
     return subprocess.Popen([sys.executable, "stream.py", *args], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -8,9 +8,9 @@ from decimal import Decimal
 
 import pytest
 
-from common.db import connect
-from ingest.trade import Trade, datetime_to_ms
-from ingest.writer import BatchWriter, Chunk
+from binance_etl.db import connect
+from binance_etl.ingest.trade import Trade, datetime_to_ms
+from binance_etl.ingest.writer import BatchWriter, Chunk
 from tests.plugins.ingest import DedicatedPostgres, stored_trades
 
 pytestmark = pytest.mark.integration

@@ -27,9 +27,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from common.db import connect
-from common.localpg import free_port
-from common.schema import ensure_partitions
+from binance_etl.db import connect
+from binance_etl.localpg import free_port
+from binance_etl.schema import ensure_partitions
 from scripts.stack import (
     AirflowSetup,
     ProcessGroup,

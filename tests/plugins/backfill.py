@@ -1,6 +1,6 @@
 """Pytest fixtures for the backfill area (registered in tests/conftest.py).
 
-`dump_server` serves a folder of generated daily dumps (`replay/dumps.py` layout:
+`dump_server` serves a folder of generated daily dumps (`binance_etl/replay/dumps.py` layout:
 `<dir>/<SYMBOL>/<file>`) at Binance's path `/data/spot/daily/trades/<SYMBOL>/<file>` from a real
 HTTP server on 127.0.0.1, in a thread stopped at the end of the test. It records every path asked
 for, and can cut the connection mid-body for the next N requests of a file.

@@ -20,12 +20,12 @@ from typing import Any
 import psycopg
 import pytest
 
-from common.db import connect
-from common.localpg import LocalPostgres
-from common.schema import migrate
-from ingest.stats import Summary
-from ingest.streamer import Streamer, StreamerConfig
-from ingest.trade import datetime_to_ms
+from binance_etl.db import connect
+from binance_etl.ingest.stats import Summary
+from binance_etl.ingest.streamer import Streamer, StreamerConfig
+from binance_etl.ingest.trade import datetime_to_ms
+from binance_etl.localpg import LocalPostgres
+from binance_etl.schema import migrate
 
 # (trade_id, price, quantity, trade time in ms, is_buyer_maker)
 Row = tuple[int, Decimal, Decimal, int, bool]

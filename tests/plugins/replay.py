@@ -2,7 +2,7 @@
 
 `replay_feed` is a live feed (BTCUSDT, ETHUSDT at 400 trades/s) shared by a module's tests;
 `start_feed(**options)` starts a feed with its own options (faults, limits) for one test.
-Both run the real server in a subprocess (`replay.testing.running_feed`).
+Both run the real server in a subprocess (`binance_etl.replay.testing.running_feed`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from replay.testing import FeedHandle, running_feed
+from binance_etl.replay.testing import FeedHandle, running_feed
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from common.localpg import free_port
+from binance_etl.localpg import free_port
 
 
 @pytest.fixture(scope="session")

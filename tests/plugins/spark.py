@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from common.localpg import free_port
+from binance_etl.localpg import free_port
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from binance_etl.replay.dumps import (
+    DumpTrade,
+    day_start_us,
+    format_row,
+    generate_trades,
+    write_dump,
+)
 from etl.backfill_dump import (
     DumpFormatError,
     IdRanges,
@@ -21,7 +28,6 @@ from etl.backfill_dump import (
     parse_checksum,
     parse_row,
 )
-from replay.dumps import DumpTrade, day_start_us, format_row, generate_trades, write_dump
 
 SHA = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 

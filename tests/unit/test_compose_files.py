@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from common.settings import Settings
+from binance_etl.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yaml"
@@ -88,7 +88,7 @@ def test_env_example_holds_no_real_secret():
 
 def test_env_example_loads_as_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """Copied to `.env` as the docs say, it is a valid configuration."""
-    from common.settings import load_settings
+    from binance_etl.settings import load_settings
 
     (tmp_path / ".env").write_text(ENV_EXAMPLE.read_text())
     monkeypatch.chdir(tmp_path)

@@ -87,7 +87,7 @@ print(json.dumps({
                             if m in sys.modules),
 }))
 """
-    env = dict(os.environ, **_airflow_env(tmp_path), PYTHONPATH=str(REPO),
+    env = dict(os.environ, **_airflow_env(tmp_path),
                DATABASE_URL="postgresql://nobody@127.0.0.1:9/none")
     result = subprocess.run([sys.executable, "-c", probe, str(DAGS)], env=env, cwd=tmp_path,
                             capture_output=True, text=True, timeout=120, check=True)

@@ -149,9 +149,12 @@ def test_no_java(tmp_path: Path) -> None:
     assert jvmcache.current_key("x", "y", {"PATH": str(tmp_path)}) is None
 
 
-def test_default_folder_is_the_projects_local_jvm() -> None:
-    assert jvmcache.archive_dir({}) == ROOT / ".local" / "jvm"
-    assert jvmcache.archive_dir({"SPARK_CDS_DIR": "  "}) == ROOT / ".local" / "jvm"
+def test_default_folder_is_local_jvm_under_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert jvmcache.archive_dir({}) == tmp_path / ".local" / "jvm"
+    assert jvmcache.archive_dir({"SPARK_CDS_DIR": "  "}) == tmp_path / ".local" / "jvm"
 
 
 def test_folder_from_the_environment(tmp_path: Path) -> None:

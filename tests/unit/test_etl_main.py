@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from common.localpg import free_port
+from binance_etl.localpg import free_port
 from etl.main import RunSummary, main
 
 

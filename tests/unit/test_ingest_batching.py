@@ -8,8 +8,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from ingest.trade import Trade
-from ingest.writer import BatchWriter, Chunk, lag_percentile
+from binance_etl.ingest.trade import Trade
+from binance_etl.ingest.writer import BatchWriter, Chunk, lag_percentile
 
 T0 = datetime(2025, 9, 10, tzinfo=UTC)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ingest.gaps import SymbolGaps, missing_between, page_requests
+from binance_etl.ingest.gaps import SymbolGaps, missing_between, page_requests
 
 
 def test_missing_between() -> None:

@@ -12,7 +12,7 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from ingest.rest import BinanceRest, RestError
+from binance_etl.ingest.rest import BinanceRest, RestError
 
 
 def row(trade_id: int) -> dict[str, object]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ingest.streams import MAX_STREAMS_PER_CONNECTION, combined_url, stream_groups
+from binance_etl.ingest.streams import MAX_STREAMS_PER_CONNECTION, combined_url, stream_groups
 
 
 def test_combined_url_uses_lowercase_trade_streams() -> None:

@@ -8,7 +8,7 @@ from decimal import Decimal
 import orjson
 import pytest
 
-from ingest.trade import (
+from binance_etl.ingest.trade import (
     FrameError,
     FrameParser,
     Trade,

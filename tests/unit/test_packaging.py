@@ -21,7 +21,8 @@ def test_requirements_txt_matches_the_lock_file():
     if uv is None:
         pytest.skip("uv is not installed (make install bootstraps it)")
     exported = subprocess.run(
-        [uv, "export", "--frozen", "--no-dev", "--no-hashes", "--no-emit-project", "--quiet"],
+        [uv, "export", "--frozen", "--no-default-groups", "--no-hashes", "--no-emit-project",
+         "--quiet"],
         cwd=ROOT,
         capture_output=True,
         text=True,

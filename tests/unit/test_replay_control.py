@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from replay.control import Subscription
+from binance_etl.replay.control import Subscription
 
 
 def _send(sub: Subscription, message: object) -> object:

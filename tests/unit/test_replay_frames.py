@@ -8,11 +8,11 @@ from decimal import Decimal
 import orjson
 import pytest
 
-from replay.broadcast import Batch
-from replay.faults import CORRUPTIONS, FaultPlan, corrupt_payload
-from replay.frames import combined, plain, rest_trade, trade_event, ws_frame
-from replay.generator import SymbolGenerator
-from replay.market import Trade
+from binance_etl.replay.broadcast import Batch
+from binance_etl.replay.faults import CORRUPTIONS, FaultPlan, corrupt_payload
+from binance_etl.replay.frames import combined, plain, rest_trade, trade_event, ws_frame
+from binance_etl.replay.generator import SymbolGenerator
+from binance_etl.replay.market import Trade
 
 TRADE = Trade("BTCUSDT", 12345, Decimal("95000.01000000"), Decimal("0.00150000"),
               1_757_000_000_123, True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from replay.limits import WeightLimiter
+from binance_etl.replay.limits import WeightLimiter
 
 
 class Clock:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from replay.generator import SymbolGenerator, profile_for, units_to_decimal
-from replay.market import Market, RecordedSource, Tape, Trade
-from replay.tradefile import TradeFileError, read_trade_file, write_trade_file
+from binance_etl.replay.generator import SymbolGenerator, profile_for, units_to_decimal
+from binance_etl.replay.market import Market, RecordedSource, Tape, Trade
+from binance_etl.replay.tradefile import TradeFileError, read_trade_file, write_trade_file
 
 
 def test_same_seed_same_trades_however_they_are_chunked() -> None:

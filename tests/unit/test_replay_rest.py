@@ -7,12 +7,12 @@ from pathlib import Path
 import orjson
 import pytest
 
-from replay.control import StreamRequest, parse_stream_path
-from replay.generator import SymbolGenerator
-from replay.limits import WeightLimiter
-from replay.market import Market
-from replay.options import FeedOptions, parse_args, to_argv
-from replay.rest import RestApi
+from binance_etl.replay.control import StreamRequest, parse_stream_path
+from binance_etl.replay.generator import SymbolGenerator
+from binance_etl.replay.limits import WeightLimiter
+from binance_etl.replay.market import Market
+from binance_etl.replay.options import FeedOptions, parse_args, to_argv
+from binance_etl.replay.rest import RestApi
 
 
 class Control:

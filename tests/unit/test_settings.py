@@ -1,6 +1,6 @@
 import pytest
 
-from common.settings import SettingsError, load_settings, parse_symbols
+from binance_etl.settings import SettingsError, load_settings, parse_symbols
 
 
 def test_symbols_any_case_deduplicated():

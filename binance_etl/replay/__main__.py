@@ -1,4 +1,5 @@
-"""`python -m replay --symbols BTCUSDT,ETHUSDT --rate 200` — run the feed until SIGINT/SIGTERM.
+"""`python -m binance_etl.replay --symbols BTCUSDT,ETHUSDT --rate 200` — run the feed until
+SIGINT/SIGTERM.
 
 Prints one line, `BINANCE_WS_URL=ws://... BINANCE_REST_URL=http://... BINANCE_DATA_URL=http://...`,
 once it listens; logs go to stderr.
@@ -11,10 +12,10 @@ import logging
 import signal
 import sys
 
-from common.logs import setup_logging
-from replay.options import FeedOptions, parse_args
-from replay.server import FeedServer
-from replay.tradefile import TradeFileError
+from binance_etl.logs import setup_logging
+from binance_etl.replay.options import FeedOptions, parse_args
+from binance_etl.replay.server import FeedServer
+from binance_etl.replay.tradefile import TradeFileError
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from typing import IO
 
 import orjson
 
-from replay.frames import plain
-from replay.market import Trade
+from binance_etl.replay.frames import plain
+from binance_etl.replay.market import Trade
 
 FIELDS = ("symbol", "id", "price", "qty", "time", "isBuyerMaker")
 EIGHT_PLACES = Decimal("1E-8")

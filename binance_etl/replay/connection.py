@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING
 import orjson
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 
-from replay.broadcast import Batch
-from replay.control import StreamRequest, Subscription
-from replay.faults import FaultPlan
-from replay.frames import server_shutdown_event
+from binance_etl.replay.broadcast import Batch
+from binance_etl.replay.control import StreamRequest, Subscription
+from binance_etl.replay.faults import FaultPlan
+from binance_etl.replay.frames import server_shutdown_event
 
 if TYPE_CHECKING:
-    from replay.options import FeedOptions
+    from binance_etl.replay.options import FeedOptions
 
 log = logging.getLogger(__name__)
 

@@ -6,10 +6,10 @@ import argparse
 import asyncio
 import logging
 
-from common.db import resolve_database_url
-from common.logs import setup_logging
-from common.settings import SettingsError, load_settings, parse_symbols
-from ingest.streamer import Streamer, StreamerConfig
+from binance_etl.db import resolve_database_url
+from binance_etl.ingest.streamer import Streamer, StreamerConfig
+from binance_etl.logs import setup_logging
+from binance_etl.settings import SettingsError, load_settings, parse_symbols
 
 logger = logging.getLogger(__name__)
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from replay.frames import TEXT_HEADERS, combined, frame_header, trade_event
-from replay.market import Trade
+from binance_etl.replay.frames import TEXT_HEADERS, combined, frame_header, trade_event
+from binance_etl.replay.market import Trade
 
 _EVENT = ('{"e":"trade","E":%d,"s":"%s","t":%%d,"p":"%%s","q":"%%s","T":%%d,"m":%%s,"M":true}')
 

@@ -14,7 +14,7 @@ def setup_logging(level: str | int | None = None) -> None:
     """Configure the root logger once; LOG_LEVEL (environment or `.env`) overrides INFO.
 
     Logging starts before the settings are validated (so that their error can be logged), which
-    is why LOG_LEVEL is the one variable read here rather than through `common.settings`.
+    is why LOG_LEVEL is the one variable read here rather than through `binance_etl.settings`.
     """
     level = level or os.environ.get("LOG_LEVEL") or dotenv_values(".env").get("LOG_LEVEL") or "INFO"
     root = logging.getLogger()

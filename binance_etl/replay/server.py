@@ -20,16 +20,16 @@ from picows import (
     ws_create_server,
 )
 
-from replay.broadcast import stream_name
-from replay.connection import Connection
-from replay.control import parse_stream_path
-from replay.generator import SymbolGenerator
-from replay.limits import WeightLimiter
-from replay.market import Market, RecordedSource, TradeSource
-from replay.options import FeedOptions
-from replay.producer import Producer
-from replay.rest import Response, RestApi
-from replay.tradefile import TradeWriter, read_trade_file
+from binance_etl.replay.broadcast import stream_name
+from binance_etl.replay.connection import Connection
+from binance_etl.replay.control import parse_stream_path
+from binance_etl.replay.generator import SymbolGenerator
+from binance_etl.replay.limits import WeightLimiter
+from binance_etl.replay.market import Market, RecordedSource, TradeSource
+from binance_etl.replay.options import FeedOptions
+from binance_etl.replay.producer import Producer
+from binance_etl.replay.rest import Response, RestApi
+from binance_etl.replay.tradefile import TradeWriter, read_trade_file
 
 log = logging.getLogger(__name__)
 

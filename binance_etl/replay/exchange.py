@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from replay.frames import plain
-from replay.generator import SymbolProfile, profile_for, units_to_decimal
+from binance_etl.replay.frames import plain
+from binance_etl.replay.generator import SymbolProfile, profile_for, units_to_decimal
 
 # Longest first, so that "FDUSD" wins over "USD"-like shorter suffixes.
 QUOTE_ASSETS = ("FDUSD", "USDT", "USDC", "TUSD", "BUSD", "DAI", "BTC", "ETH", "BNB", "EUR",

@@ -19,18 +19,18 @@ from typing import Any
 import httpx
 import psycopg
 
-from common.db import connect, redact
-from common.schema import drop_partitions_older_than, migrate
-from common.settings import Settings
-from ingest.backoff import Backoff
-from ingest.connection import StreamConnection
-from ingest.gaps import SymbolGaps
-from ingest.recovery import GapRecovery
-from ingest.rest import BinanceRest, RestError
-from ingest.stats import Counters, Summary, serve_metrics
-from ingest.streams import stream_groups
-from ingest.trade import FrameError, FrameParser, Trade
-from ingest.writer import BatchWriter, Chunk, lag_percentile
+from binance_etl.db import connect, redact
+from binance_etl.ingest.backoff import Backoff
+from binance_etl.ingest.connection import StreamConnection
+from binance_etl.ingest.gaps import SymbolGaps
+from binance_etl.ingest.recovery import GapRecovery
+from binance_etl.ingest.rest import BinanceRest, RestError
+from binance_etl.ingest.stats import Counters, Summary, serve_metrics
+from binance_etl.ingest.streams import stream_groups
+from binance_etl.ingest.trade import FrameError, FrameParser, Trade
+from binance_etl.ingest.writer import BatchWriter, Chunk, lag_percentile
+from binance_etl.schema import drop_partitions_older_than, migrate
+from binance_etl.settings import Settings
 
 logger = logging.getLogger(__name__)
 

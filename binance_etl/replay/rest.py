@@ -1,5 +1,5 @@
 """The feed's HTTP side: Binance's public REST endpoints, daily dump files, and `/_replay/*`
-test controls. Pure request -> response; `replay.server` puts it on the wire."""
+test controls. Pure request -> response; `binance_etl.replay.server` puts it on the wire."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
-from replay.exchange import exchange_info
-from replay.frames import rest_trades
-from replay.limits import WeightLimiter
-from replay.market import Market
+from binance_etl.replay.exchange import exchange_info
+from binance_etl.replay.frames import rest_trades
+from binance_etl.replay.limits import WeightLimiter
+from binance_etl.replay.market import Market
 
 # Binance request weights of the endpoints served here.
 WEIGHTS = {"/api/v3/ping": 1, "/api/v3/time": 1, "/api/v3/exchangeInfo": 20,

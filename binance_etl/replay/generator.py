@@ -12,7 +12,7 @@ import random
 from dataclasses import dataclass
 from decimal import Decimal
 
-from replay.market import Trade
+from binance_etl.replay.market import Trade
 
 UNITS = 100_000_000  # 1e-8 steps per whole unit
 EIGHT_PLACES = Decimal("1E-8")

@@ -12,9 +12,9 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from ingest.gaps import SymbolGaps
-from ingest.rest import PAGE_LIMIT, BinanceRest, RestError
-from ingest.trade import Trade
+from binance_etl.ingest.gaps import SymbolGaps
+from binance_etl.ingest.rest import PAGE_LIMIT, BinanceRest, RestError
+from binance_etl.ingest.trade import Trade
 
 logger = logging.getLogger(__name__)
 

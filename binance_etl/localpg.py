@@ -7,7 +7,7 @@ as an unprivileged system user; when that user cannot reach the folder (a checko
 home directory) the binaries and data move to `/var/lib/binance-etl/<hash>/`, and the status
 command says where.
 
-    python -m common.localpg start|stop|status|url
+    python -m binance_etl.localpg start|stop|status|url
 """
 
 from __future__ import annotations
@@ -321,10 +321,10 @@ class LocalPostgres:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from common.settings import load_settings
+    from binance_etl.settings import load_settings
 
     parser = argparse.ArgumentParser(
-        prog="python -m common.localpg", description=__doc__.splitlines()[0]
+        prog="python -m binance_etl.localpg", description=__doc__.splitlines()[0]
     )
     parser.add_argument("command", choices=["start", "stop", "status", "url"])
     args = parser.parse_args(argv)

@@ -11,7 +11,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 
 import orjson
 
-from replay.market import Trade
+from binance_etl.replay.market import Trade
 
 OP_TEXT = 0x1
 OP_CLOSE = 0x8

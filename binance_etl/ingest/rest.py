@@ -16,8 +16,8 @@ from typing import Any
 
 import httpx
 
-from ingest.backoff import Backoff
-from ingest.trade import FrameError, Trade, parse_rest_trade
+from binance_etl.ingest.backoff import Backoff
+from binance_etl.ingest.trade import FrameError, Trade, parse_rest_trade
 
 logger = logging.getLogger(__name__)
 

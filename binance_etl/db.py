@@ -6,8 +6,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
-from common.localpg import LocalPostgres
-from common.settings import Settings
+from binance_etl.localpg import LocalPostgres
+from binance_etl.settings import Settings
 
 
 def resolve_database_url(settings: Settings) -> str:

@@ -1,7 +1,8 @@
 """The market the feed serves: which trades happened, per symbol, in order.
 
-A `Market` is fed by a source per symbol — a seeded generator (`replay.generator`) or a
-recorded trade file (`replay.tradefile`) — and keeps what it produced on a tape, so that REST
+A `Market` is fed by a source per symbol — a seeded generator
+(`binance_etl.replay.generator`) or a recorded trade file (`binance_etl.replay.tradefile`) —
+and keeps what it produced on a tape, so that REST
 gap recovery and tests can ask for any trade it made ("which trades did the market produce
 for symbol S").
 """

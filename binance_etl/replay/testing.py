@@ -5,8 +5,8 @@
         feed.pause()                          # the market stops producing
         expected = feed.trades("BTCUSDT")     # every trade it produced, in id order
 
-The options are `replay.options.FeedOptions` fields; the feed is stopped (SIGTERM, then kill)
-when the block ends.
+The options are `binance_etl.replay.options.FeedOptions` fields; the feed is stopped
+(SIGTERM, then kill) when the block ends.
 """
 
 from __future__ import annotations
@@ -21,15 +21,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import httpx
 
-from replay.market import Trade
-from replay.options import FeedOptions, to_argv
+from binance_etl.replay.market import Trade
+from binance_etl.replay.options import FeedOptions, to_argv
 
-ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT_S = 20.0
 PAGE = 100_000
 
@@ -116,11 +114,12 @@ def _read_url_line(process: subprocess.Popen[str], timeout: float) -> str:
 
 @contextmanager
 def running_feed(**options: Any) -> Iterator[FeedHandle]:
-    """Start `python -m replay` with these FeedOptions in a subprocess; stop it afterwards."""
+    """Start `python -m binance_etl.replay` with these FeedOptions in a subprocess; stop it
+    afterwards."""
     argv = to_argv(FeedOptions(**options))
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = dict(os.environ)
     env.setdefault("LOG_LEVEL", "WARNING")
-    process = subprocess.Popen([sys.executable, "-m", "replay", *argv], cwd=ROOT, env=env,
+    process = subprocess.Popen([sys.executable, "-m", "binance_etl.replay", *argv], env=env,
                                stdout=subprocess.PIPE, text=True)
     try:
         line = _read_url_line(process, START_TIMEOUT_S)

@@ -12,7 +12,7 @@ with prices and quantities printed with eight decimals and `time` in microsecond
 ones, for tests) under `<dumps-dir>/<SYMBOL>/<file>`, the layout the replay server serves at
 `/data/spot/daily/trades/<SYMBOL>/<file>`:
 
-    python -m replay.dumps --dumps-dir data/dumps --symbols BTCUSDT \
+    python -m binance_etl.replay.dumps --dumps-dir data/dumps --symbols BTCUSDT \
         --from 2025-09-01 --to 2025-09-02 --trades 100000
 """
 
@@ -32,7 +32,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
-from common.settings import parse_symbols
+from binance_etl.settings import parse_symbols
 
 logger = logging.getLogger(__name__)
 
@@ -201,7 +201,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _Parser(prog="python -m replay.dumps", description="Write daily trade dumps.")
+    parser = _Parser(prog="python -m binance_etl.replay.dumps",
+                     description="Write daily trade dumps.")
     parser.add_argument("--dumps-dir", required=True, type=Path)
     parser.add_argument("--symbols", default="BTCUSDT,ETHUSDT")
     parser.add_argument("--from", dest="first", required=True, type=date.fromisoformat)

@@ -32,10 +32,10 @@ from datetime import date
 
 import psycopg
 
-from common.db import connect, redact
-from common.schema import ensure_partitions
-from ingest.backoff import Backoff
-from ingest.trade import COLUMNS, Trade
+from binance_etl.db import connect, redact
+from binance_etl.ingest.backoff import Backoff
+from binance_etl.ingest.trade import COLUMNS, Trade
+from binance_etl.schema import ensure_partitions
 
 logger = logging.getLogger(__name__)
 

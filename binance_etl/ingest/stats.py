@@ -12,7 +12,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from ingest.streamer import Streamer
+    from binance_etl.ingest.streamer import Streamer
 
 logger = logging.getLogger(__name__)
 

@@ -10,11 +10,11 @@ import asyncio
 import time
 from collections.abc import Callable, Collection
 
-from replay.broadcast import Batch
-from replay.connection import Connection
-from replay.market import Market
-from replay.options import FeedOptions
-from replay.tradefile import TradeWriter
+from binance_etl.replay.broadcast import Batch
+from binance_etl.replay.connection import Connection
+from binance_etl.replay.market import Market
+from binance_etl.replay.options import FeedOptions
+from binance_etl.replay.tradefile import TradeWriter
 
 LIVE_TICK_S = 0.01
 IDLE_POLL_S = 0.05

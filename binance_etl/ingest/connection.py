@@ -19,9 +19,9 @@ from collections.abc import Callable
 
 from picows import WSError, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
-from ingest.backoff import Backoff
-from ingest.streams import StreamGroup
-from ingest.trade import control_event
+from binance_etl.ingest.backoff import Backoff
+from binance_etl.ingest.streams import StreamGroup
+from binance_etl.ingest.trade import control_event
 
 logger = logging.getLogger(__name__)
 

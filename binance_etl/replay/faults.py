@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import random
 
-from replay.frames import combined, trade_event, ws_frame
-from replay.market import Trade
+from binance_etl.replay.frames import combined, trade_event, ws_frame
+from binance_etl.replay.market import Trade
 
 CORRUPTIONS = ("invalid_json", "missing_field", "garbage_price", "garbage_id", "wrong_type")
 

@@ -2,7 +2,7 @@
 
 `FeedOptions` is the constructor argument of `FeedServer`; `parse_args` builds it from the
 command line (`--drop-after-frames 500` for `drop_after_frames=500`) and `to_argv` turns it back
-into flags, which is how `replay.testing.running_feed(**options)` starts a subprocess.
+into flags, which is how `binance_etl.replay.testing.running_feed(**options)` starts a subprocess.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import argparse
 from collections.abc import Sequence
 from dataclasses import MISSING, dataclass, field, fields
 
-from common.settings import parse_symbols
+from binance_etl.settings import parse_symbols
 
 
 def _help(text: str) -> dict[str, str]:
@@ -103,7 +103,7 @@ def _arg_type(annotation: str) -> type:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m replay",
+        prog="python -m binance_etl.replay",
         description="A local Binance-compatible spot feed: WebSocket trade streams and REST.")
     for spec in fields(FeedOptions):
         flag = _flag(spec.name)
