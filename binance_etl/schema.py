@@ -65,6 +65,30 @@ END $$;
 """
 
 
+# The live minute bars (design contract): the columns, types and arithmetic of the warehouse's
+# fact_trades (without trade_date), plus `complete` and `updated_at`. `python -m live` keeps it
+# current through upserts on (symbol, trade_minute); the dashboard only reads it.
+BARS_DDL = """
+CREATE TABLE IF NOT EXISTS bars_1m (
+    symbol              text            NOT NULL,
+    trade_minute        timestamptz     NOT NULL,
+    min_price           numeric(30, 8)  NOT NULL,
+    max_price           numeric(30, 8)  NOT NULL,
+    avg_price           numeric(30, 12) NOT NULL,
+    total_quantity      numeric(38, 8)  NOT NULL,
+    total_trade_value   numeric(38, 16) NOT NULL,
+    trade_count         bigint          NOT NULL,
+    open_price          numeric(30, 8)  NOT NULL,
+    close_price         numeric(30, 8)  NOT NULL,
+    vwap                numeric(30, 12),
+    taker_buy_quantity  numeric(38, 8)  NOT NULL,
+    complete            boolean         NOT NULL DEFAULT false,
+    updated_at          timestamptz     NOT NULL DEFAULT now(),
+    PRIMARY KEY (symbol, trade_minute)
+);
+"""
+
+
 def partition_name(day: date) -> str:
     return f"trades_{day:%Y%m%d}"
 
@@ -79,6 +103,7 @@ def migrate(conn: psycopg.Connection, *, ahead_days: int = 3, today: date | None
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
         conn.execute(TRADES_DDL)
+        conn.execute(BARS_DDL)
     today = today or datetime.now(UTC).date()
     ensure_partitions(conn, (today + timedelta(days=n) for n in range(ahead_days + 1)))
 
