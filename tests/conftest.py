@@ -19,6 +19,7 @@ pytest_plugins = [
     "tests.plugins.ingest",
     "tests.plugins.spark",
     "tests.plugins.s3",
+    "tests.plugins.redshift_data",
     "tests.plugins.airflow",
     "tests.plugins.backfill",
 ]
