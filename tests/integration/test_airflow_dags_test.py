@@ -198,6 +198,7 @@ def test_dags_test_fails_at_once_on_a_missing_connection(
     assert states["load_warehouse"][0] == "upstream_failed"
     line = ("configuration error: AIRFLOW_REDSHIFT_CONN_ID: Airflow connection "
             "'redshift_not_there' is not defined")
+    print(*[text for text in output.splitlines() if line in text], sep="\n")
     _assert_secret_nowhere(cli, secret, output, line)
 
 
