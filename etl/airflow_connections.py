@@ -26,11 +26,11 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from binance_etl.settings import Settings, SettingsError
-from etl.load import Executed
+from etl.load import Executed, StatementRunner
 from etl.pipeline import Clients
 from etl.redshift_data import DataApiRunner, DataApiTargetError, target_from_connection
 from etl.utils import parse_lake_uri
@@ -99,7 +99,7 @@ class SqlHookRunner:
     def __init__(self, hook: Any) -> None:
         self.hook = hook
 
-    def run(self, statements: Any) -> Executed:
+    def run(self, statements: Sequence[str]) -> Executed:
         rows = self.hook.run(
             list(statements),
             autocommit=False,
@@ -110,7 +110,7 @@ class SqlHookRunner:
                         self.via)
 
 
-def _warehouse(settings: Settings, aws_conn_id: str | None) -> Any:
+def _warehouse(settings: Settings, aws_conn_id: str | None) -> StatementRunner | None:
     mode = settings.airflow_warehouse
     if mode == "settings":
         return None

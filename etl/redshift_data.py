@@ -13,7 +13,6 @@ day, from a `datetime.date`.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -147,8 +146,8 @@ class DataApiRunner:
         rows = [int(sub.get("ResultRows", -1)) for sub in subs]
         if len(rows) != len(statements):
             raise WarehouseStatementError(
-                f"Redshift Data API batch {statement_id} reports {len(rows)} statements, "
-                f"{len(statements)} were submitted: {json.dumps(description.get('Status'))}"
+                f"Redshift Data API batch {statement_id} reports {len(rows)} statements; "
+                f"{len(statements)} were submitted"
             )
         return Executed(rows, self.via, statement_id)
 
