@@ -248,3 +248,28 @@ def test_dbapi_runner_is_one_transaction(pg_url: str) -> None:
         rows = conn.execute(f"SELECT n FROM {table} ORDER BY n").fetchall()
         conn.execute(f"DROP TABLE {table}")
     assert rows == [(2,), (12,)]
+
+
+def test_redshift_sql_mode_checks_its_connection_type(
+    airflow_process: None, monkeypatch: pytest.MonkeyPatch, s3_server: str
+) -> None:
+    """RedshiftSQLHook's connection must be of type `redshift` too; a right one gives the
+    provider's hook on the configured ids."""
+    from etl.airflow_connections import (
+        ConnectionSetupError,
+        SqlHookRunner,
+        clients_from_connections,
+    )
+
+    aws_id, redshift_id = _conn_ids()
+    monkeypatch.setenv(f"AIRFLOW_CONN_{aws_id.upper()}", aws_connection(s3_server))
+    monkeypatch.setenv(f"AIRFLOW_CONN_{redshift_id.upper()}", aws_connection(s3_server))
+    settings = _settings("any-bucket", aws_id, redshift_id, airflow_warehouse="redshift-sql")
+    with pytest.raises(ConnectionSetupError, match=f"'{redshift_id}' has type 'aws'; expected "
+                                                   "'redshift'"):
+        clients_from_connections(settings)
+
+    monkeypatch.setenv(f"AIRFLOW_CONN_{redshift_id.upper()}", redshift_connection(iam=True))
+    runner = clients_from_connections(settings).redshift
+    assert isinstance(runner, SqlHookRunner)
+    assert (runner.hook.redshift_conn_id, runner.hook.aws_conn_id) == (redshift_id, aws_id)
