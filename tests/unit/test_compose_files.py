@@ -181,7 +181,7 @@ def _wheel_packages() -> list[str]:
 
 def _copies(text: str) -> list[tuple[str, str]]:
     """(source, target) of every plain COPY line, in order."""
-    pairs = []
+    pairs: list[tuple[str, str]] = []
     for line in re.findall(r"^COPY\s+(?!--from)(.+)$", text, re.MULTILINE):
         *sources, target = line.split()
         pairs.extend((source, target) for source in sources)
