@@ -220,11 +220,25 @@ def _tail(log: Path | None, lines: int = 30) -> str:
     return f"; {log} ends with:\n" + "\n".join(end)
 
 
+GRACE_SECONDS = 60  # compose's stop_grace_period for the streamer; Airflow's scheduler needs >5 s
+
+
 def honcho_command(env_file: Path, names: Sequence[str], procfile: Path = PROCFILE) -> list[str]:
-    """`honcho start` of these Procfile processes with the stack's environment file."""
-    honcho = Path(sys.executable).with_name("honcho")
-    return [str(honcho), "--no-colour", "-f", str(procfile), "-e", str(env_file), "start",
-            *names]
+    """`honcho start` of these Procfile processes with the stack's environment file (through
+    `run_honcho`, for a longer grace period than honcho's own)."""
+    return [sys.executable, str(Path(__file__).resolve()), "honcho", "--no-colour", "-f",
+            str(procfile), "-e", str(env_file), "start", *names]
+
+
+def run_honcho(argv: Sequence[str], grace: float = GRACE_SECONDS) -> None:
+    """honcho's own command line, with `grace` seconds between its SIGTERM to the processes and
+    its SIGKILL: honcho's fixed 5 s (`honcho.manager.KILL_WAIT`, a module constant it reads at
+    each check) cuts Airflow's scheduler and triggerer short while they stop their tasks."""
+    import honcho.command
+    import honcho.manager
+
+    honcho.manager.KILL_WAIT = grace  # type: ignore[attr-defined]
+    honcho.command.main(list(argv))
 
 
 def start_honcho(env_file: Path, names: Sequence[str], log: Path, *, cwd: Path = REPO,
@@ -251,9 +265,9 @@ def pid_alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
-def stop_honcho(pid: int, timeout: float = 60) -> None:
+def stop_honcho(pid: int, timeout: float = GRACE_SECONDS + 30) -> None:
     """SIGTERM honcho: it SIGTERMs each process group it started and SIGKILLs what is left
-    after 5 s; `timeout` bounds the wait for it before honcho itself is killed."""
+    after GRACE_SECONDS; `timeout` bounds the wait for it before honcho itself is killed."""
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
@@ -541,10 +555,17 @@ def main(argv: list[str] | None = None) -> int:
     wait = sub.add_parser("wait-http", help="(the Procfile's) wait until URL answers")
     wait.add_argument("url")
     wait.add_argument("--timeout", type=float, default=300)
+    sub.add_parser("honcho", help="honcho's command line with a longer grace period",
+                   add_help=False)
     s3 = sub.add_parser("s3", help="(the Procfile's s3 line) moto's S3 server with a bucket")
     s3.add_argument("--port", type=int, required=True)
     s3.add_argument("--bucket", required=True)
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "honcho":
+        run_honcho(rest)
+        return 0
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     stack = Stack()
     try:
         if args.command == "up":

@@ -164,7 +164,7 @@ def airflow_services(
         yield AirflowServices(cli, metadata_url)
     finally:
         if honcho is not None:
-            stop_honcho(honcho.pid, timeout=60)
+            stop_honcho(honcho.pid)
         with connect(pg_server_url, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

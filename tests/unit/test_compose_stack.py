@@ -207,6 +207,31 @@ def test_honcho_starts_and_stops_a_process_tree(tmp_path: Path):
     assert "other.1 stopped" in log.read_text()
 
 
+def test_processes_get_more_than_honchos_own_5_s_to_stop(tmp_path: Path):
+    """A process that needs 6 s after SIGTERM (Airflow's scheduler stopping its tasks, the
+    streamer flushing) finishes its work: the stack runs honcho with GRACE_SECONDS."""
+    procfile = tmp_path / "Procfile"
+    slow = ("import signal, sys, time; signal.signal(signal.SIGTERM, lambda *a: (time.sleep(6), "
+            "print('flushed', flush=True), sys.exit(0))); print('ready', flush=True); "
+            "time.sleep(120)")
+    # honcho's clock starts when the first process has stopped: `fast` stops at once.
+    procfile.write_text(f"slow: exec {shlex.quote(sys.executable)} -c {shlex.quote(slow)}\n"
+                        "fast: exec sleep 120\n")
+    env_file = tmp_path / "test.env"
+    write_env_file(env_file, {})
+    log = tmp_path / "honcho.log"
+    honcho = start_honcho(env_file, ["slow", "fast"], log, cwd=tmp_path, procfile=procfile)
+    try:
+        wait_until(lambda: "ready" in log.read_text(), "the slow process", 60,
+                   alive=lambda: honcho.poll() is None, log=log)
+    finally:
+        stop_honcho(honcho.pid, timeout=60)
+    output = log.read_text()
+    assert "flushed" in output, output
+    assert "slow.1 stopped (rc=0)" in output, output
+    assert "SIGKILL" not in output
+
+
 def test_wait_until_reports_a_stopped_process_with_its_log(tmp_path: Path):
     log = tmp_path / "x.log"
     log.write_text("boom: port taken\n")
