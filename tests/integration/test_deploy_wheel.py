@@ -78,8 +78,6 @@ def test_commands_and_console_scripts_run_from_the_venv(deployed: Deployed):
     assert "--date" in batch
     stream = _ok(deployed.run(["binance-etl-stream", "--help"], env), "binance-etl-stream")
     assert "--symbols" in stream
-    replay = _ok(deployed.run(["python", "-m", "binance_etl.replay", "--help"], env), "replay")
-    assert "--rate" in replay
 
 
 def test_airflow_lists_the_dag_and_runs_a_day_into_the_warehouse(deployed: Deployed, pg_url: str):
@@ -91,15 +89,15 @@ def test_airflow_lists_the_dag_and_runs_a_day_into_the_warehouse(deployed: Deplo
     timings["airflow db migrate"] = time.monotonic() - started
 
     started = time.monotonic()
+    # --local: parse the dags folder as the dag-processor does (nothing is serialized yet); an
+    # import error makes Airflow print "Failed to load all files" (the `list-import-errors`
+    # hint) beside the DAGs that did load.
     result = deployed.run(["airflow", "dags", "list", "--local", "-o", "json"], env)
     listed = _ok(result, "airflow dags list")
-    assert "Failed to load" not in listed, listed  # Airflow's line when a DAG file fails
+    assert "Failed to load" not in listed, listed
     dags = json.loads(result.stdout.strip().splitlines()[-1])
     assert [(d["dag_id"], Path(d["fileloc"]).name) for d in dags] == [(DAG_ID, "etl_dags.py")]
-    result = deployed.run(["airflow", "dags", "list-import-errors", "--local", "-o", "json"], env)
-    errors = _ok(result, "airflow dags list-import-errors")
-    assert json.loads(result.stdout.strip().splitlines()[-1]) == [], errors
-    timings["dags list + list-import-errors"] = time.monotonic() - started
+    timings["airflow dags list"] = time.monotonic() - started
 
     with connect(pg_url, autocommit=True) as conn:
         next_ids = insert_day(conn, DAY, per_symbol=300, seed=11)
