@@ -22,13 +22,15 @@ WORKDIR /opt/binance-etl
 COPY requirements.txt ./
 RUN pip install -r requirements.txt
 
-# The project itself as a wheel (no PYTHONPATH): every command and the DAG import from anywhere.
-COPY pyproject.toml README.md airflow.cfg stream.py ./
-COPY binance_etl ./binance_etl
-COPY etl ./etl
-RUN pip install --no-deps .
+# The project itself as a wheel (no PYTHONPATH): built from a copy of the sources outside the
+# working directory, which is then removed, so every command and the DAG import the installed
+# packages, as in a user's own Airflow.
+COPY pyproject.toml README.md /tmp/src/
+COPY binance_etl /tmp/src/binance_etl
+COPY etl /tmp/src/etl
+RUN pip install --no-deps /tmp/src && rm -rf /tmp/src
+COPY airflow.cfg stream.py ./
 COPY dags ./dags
-COPY scripts ./scripts
 
 # No SPARK_LOCAL_IP here: etl/spark.py keeps a local[*] driver on the loopback itself, and with
 # SPARK_MASTER=spark://spark-master:7077 the driver must listen on the container's own address so

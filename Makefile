@@ -40,16 +40,16 @@ test: install lint  ## everything CI runs: lint, type checks, unit and integrati
 	$(PY) -m pytest -q
 
 demo: install  ## the pipeline end to end on local defaults
-	$(PY) -m scripts.demo
+	$(PY) scripts/demo.py
 
 bench: install  ## benchmarks: print figures and ratios (not timed tests)
 	$(PY) -m bench
 
 stack: install  ## the docker-compose stack as plain processes (no Docker needed)
-	$(PY) -m scripts.stack up
+	$(PY) scripts/stack.py up
 
 stack-down: install
-	$(PY) -m scripts.stack down
+	$(PY) scripts/stack.py down
 
 db-start: install
 	$(PY) -m binance_etl.localpg start

@@ -22,6 +22,7 @@ pytest_plugins = [
     "tests.plugins.redshift_data",
     "tests.plugins.airflow",
     "tests.plugins.backfill",
+    "tests.plugins.deploy",
 ]
 
 

@@ -4,8 +4,9 @@
 Airflow's CLI with a migrated SQLite metadata database there (for `airflow dags test`, which needs
 no other process). `airflow_services`: a real api-server, scheduler and dag-processor
 (LocalExecutor, metadata in a database `airflow_test_<hex>` on the project's PostgreSQL) on free
-ports of 127.0.0.1, started with the same helpers as `python -m scripts.stack`, bounded in time
-and stopped (and the database dropped) at the end of the session.
+ports of 127.0.0.1, started from the repository's Procfile by honcho exactly as `make stack` does
+(scripts/stack.py), bounded in time and stopped (and the database dropped) at the end of the
+session.
 
 Helpers: `insert_day` writes generated, Binance-shaped raw trades for a UTC day;
 `expected_facts` / `warehouse_facts` / `lake_partitions` read what a run should and did produce.
@@ -32,11 +33,16 @@ from binance_etl.localpg import free_port
 from binance_etl.schema import ensure_partitions
 from scripts.stack import (
     AirflowSetup,
-    ProcessGroup,
+    airflow_health,
     ensure_database,
+    healthy,
+    procfile_env,
     run_airflow,
     sqlalchemy_url,
-    start_airflow,
+    start_honcho,
+    stop_honcho,
+    wait_until,
+    write_env_file,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -96,7 +102,7 @@ class AirflowCli:
     lake: Path
 
     def run(self, *args: str, timeout: float = 300) -> str:
-        result = run_airflow(list(args), self.env, timeout=timeout, cwd=self.setup.home)
+        result = run_airflow(list(args), self.env, cwd=self.setup.home, timeout=timeout)
         return result.stdout + result.stderr
 
 
@@ -106,7 +112,7 @@ def airflow_sqlite_env(airflow_home: Path, pg_url: str) -> AirflowCli:
     database = airflow_home / "airflow.db"
     setup = _setup(airflow_home, f"sqlite:///{database}")
     lake = airflow_home / "lake-dags-test"
-    env = setup.env(project_env(pg_url, lake), base={})
+    env = {**project_env(pg_url, lake), **setup.env()}
     env.pop("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC")  # Airflow derives aiosqlite's itself
     env["AIRFLOW__CORE__EXECUTOR"] = "LocalExecutor"
     cli = AirflowCli(setup, env, lake)
@@ -135,23 +141,30 @@ def airflow_services(
     home.mkdir()
     setup = _setup(home, sqlalchemy_url(metadata_url))
     lake = home / "lake"
-    env = setup.env(
-        project_env(pg_url, lake),
-        base={},
-    )
+    stack_env = {**procfile_env(), **setup.env()}
     # The scheduler must not create today's scheduled run on its own (catchup is off, but the
     # latest slot always runs): the tests drive backfills and manual runs only.
-    env["AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE"] = "False"
+    stack_env["AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE"] = "False"
+    env = {**project_env(pg_url, lake), **stack_env}
     cli = AirflowCli(setup, env, lake)
-    group = ProcessGroup(home / "run")
+    # What `make stack` runs (the Procfile's lines, by honcho, with an env file), in AIRFLOW_HOME
+    # as working directory: no `.env` of the checkout reaches the tasks.
+    env_file = home / "stack.env"
+    write_env_file(env_file, stack_env)
+    processes = ("airflow-api-server", "airflow-scheduler", "airflow-dag-processor")
+    honcho = None
     try:
         cli.run("db", "migrate", timeout=180)
-        start_airflow(group, setup, env, ("api-server", "scheduler", "dag-processor"),
-                      timeout=180, cwd=home)
+        honcho = start_honcho(env_file, processes, home / "honcho.log", cwd=home,
+                              env=project_env(pg_url, lake))
+        running = honcho
+        wait_until(lambda: healthy(airflow_health(setup.api_url), processes),
+                   "Airflow to report healthy", 180, alive=lambda: running.poll() is None,
+                   log=home / "honcho.log")
         yield AirflowServices(cli, metadata_url)
     finally:
-        for process in group.names():
-            group.stop(process, timeout=30)
+        if honcho is not None:
+            stop_honcho(honcho.pid)
         with connect(pg_server_url, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

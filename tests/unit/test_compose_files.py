@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -169,8 +170,46 @@ def test_dockerfile_copies_existing_paths_and_installs_java_17():
         for source in sources:
             assert (REPO / source).exists(), source
     ignored = (REPO / ".dockerignore").read_text().split()
-    for needed in ("requirements.txt", "dags", "etl", "common", "stream.py", "airflow.cfg"):
+    for needed in ("requirements.txt", "dags", *_wheel_packages(), "stream.py", "airflow.cfg"):
         assert needed not in ignored
+
+
+def _wheel_packages() -> list[str]:
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    return list(pyproject["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"])
+
+
+def _copies(text: str) -> list[tuple[str, str]]:
+    """(source, target) of every plain COPY line, in order."""
+    pairs: list[tuple[str, str]] = []
+    for line in re.findall(r"^COPY\s+(?!--from)(.+)$", text, re.MULTILINE):
+        *sources, target = line.split()
+        pairs.extend((source, target) for source in sources)
+    return pairs
+
+
+def test_dockerfile_installs_the_project_as_a_package_not_from_the_working_directory():
+    """The image installs the wheel's packages (every one pyproject lists) from a build copy
+    that is removed again: the working directory of the services (WORKDIR, where `python
+    stream.py` and Airflow run) holds no package source that could shadow the installed one."""
+    text = DOCKERFILE.read_text()
+    install = re.search(r"^RUN pip install --no-deps (\S+) && rm -rf (\S+)$", text, re.MULTILINE)
+    assert install is not None, "the project is installed with `pip install --no-deps <src>`"
+    source_dir = install.group(1).rstrip("/")
+    assert install.group(2).rstrip("/") == source_dir
+    before = _copies(text[: install.start()])
+    copied = {Path(src).name if tgt.endswith("/") else Path(tgt).name: tgt
+              for src, tgt in before}
+    for needed in (*_wheel_packages(), "pyproject.toml", "README.md"):
+        assert needed in copied, f"{needed} is not copied before the install"
+        assert copied[needed].startswith(source_dir), f"{needed} goes to {copied[needed]}"
+    workdir = re.findall(r"^WORKDIR\s+(\S+)$", text, re.MULTILINE)[-1]
+    assert not source_dir.startswith(workdir)
+    for source, target in _copies(text):
+        into_workdir = not target.startswith("/") or target.startswith(workdir)
+        if into_workdir:
+            assert source not in _wheel_packages(), f"{source} copied into {workdir}"
+    assert re.search(r"^RUN pip install -r requirements\.txt$", text, re.MULTILINE)
 
 
 def test_airflow_cfg_keys_are_airflows_own():

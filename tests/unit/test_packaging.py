@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def uv_binary() -> str | None:
-    local = ROOT / ".local" / "bootstrap" / "bin" / "uv"
-    return str(local) if local.exists() else shutil.which("uv")
+from tests.plugins.deploy import REPO as ROOT
+from tests.plugins.deploy import uv_binary
 
 
 def test_requirements_txt_matches_the_lock_file():
