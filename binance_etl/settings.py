@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator
@@ -97,6 +97,16 @@ class Settings(BaseSettings):
     airflow_wait_for_raw_day: bool = True
     airflow_raw_day_timeout_minutes: int = Field(default=360, ge=1)
     airflow_raw_day_poke_seconds: int = Field(default=300, ge=5)
+    # The day checked against Binance's own 1m klines (issue 12): fail, warn or off.
+    exchange_check: Literal["fail", "warn", "off"] = "fail"
+
+    @field_validator("exchange_check", mode="before")
+    @classmethod
+    def _exchange_check(cls, value: object) -> str:
+        text = str(value).strip().lower()
+        if text not in ("fail", "warn", "off"):
+            raise ValueError(f"{value!r} is not one of fail, warn, off")
+        return text
 
     @field_validator("symbols", mode="before")
     @classmethod

@@ -23,6 +23,7 @@ from typing import Literal
 TimeUnit = Literal["ms", "us"]
 
 DUMPS_PATH = "data/spot/daily/trades"
+KLINES_PATH = "data/spot/daily/klines"
 # 1e14 ms is the year 5138 and 1e14 µs is 1973: any real trade time is on one side or the other.
 MICROSECOND_THRESHOLD = 10**14
 PER_SECOND: dict[TimeUnit, int] = {"ms": 1_000, "us": 1_000_000}
@@ -51,6 +52,15 @@ def dump_url(base_url: str, symbol: str, day: date) -> str:
 
 def checksum_url(base_url: str, symbol: str, day: date) -> str:
     return dump_url(base_url, symbol, day) + ".CHECKSUM"
+
+
+def klines_file_name(symbol: str, day: date) -> str:
+    return f"{symbol}-1m-{day:%Y-%m-%d}.zip"
+
+
+def klines_url(base_url: str, symbol: str, day: date) -> str:
+    """`{BINANCE_DATA_URL}/data/spot/daily/klines/<SYMBOL>/1m/<SYMBOL>-1m-YYYY-MM-DD.zip`."""
+    return f"{base_url.rstrip('/')}/{KLINES_PATH}/{symbol}/1m/{klines_file_name(symbol, day)}"
 
 
 def parse_checksum(text: str, file_name: str) -> str:

@@ -34,6 +34,7 @@ def test_defaults(monkeypatch, tmp_path):
         ("SPARK_MASTER", "yarn"),
         ("DATABASE_URL", "mysql://x"),
         ("BATCH_MAX_TRADES", "lots"),
+        ("EXCHANGE_CHECK", "sometimes"),
     ],
 )
 def test_bad_setting_is_one_line_naming_it(monkeypatch, tmp_path, name, value):
