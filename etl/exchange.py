@@ -32,7 +32,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from binance_etl.klines import MINUTE_MS, Kline
+from binance_etl.klines import Kline
 from etl.klines_source import DayKlines, day_ms
 
 logger = logging.getLogger(__name__)
@@ -267,7 +267,3 @@ def add_to_report(report: dict[str, Any], entry: dict[str, Any]) -> dict[str, An
     report["passed"] = all(item["passed"] for item in report["checks"])
     return report
 
-
-def kline_window(start_ms: int, end_ms: int) -> tuple[int, int]:
-    """[start, end) rounded to whole minutes."""
-    return start_ms - start_ms % MINUTE_MS, end_ms - end_ms % MINUTE_MS
