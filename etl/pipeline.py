@@ -186,7 +186,9 @@ def _stage(
         gap_fail_threshold=settings.gap_fail_threshold,
     )
     seconds["quality"] = time.perf_counter() - started
+    started = time.perf_counter()
     day_klines = klines()  # downloaded beside Spark's work; usually ready by now
+    seconds["exchange_wait"] = time.perf_counter() - started
     started = time.perf_counter()
     add_to_report(report, check_day(facts, day_klines, settings.exchange_check))
     seconds["exchange_check"] = time.perf_counter() - started

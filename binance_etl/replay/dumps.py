@@ -29,14 +29,21 @@ import random
 import struct
 import sys
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
-from binance_etl.replay.klines import KLINE_FAULTS, KlineFault, TradeUnits, build_klines, csv_lines
+from binance_etl.replay.klines import (
+    KLINE_FAULTS,
+    KlineFault,
+    KlineRow,
+    TradeUnits,
+    build_klines,
+    csv_lines,
+)
 from binance_etl.settings import parse_symbols
 
 logger = logging.getLogger(__name__)
@@ -219,11 +226,17 @@ def write_klines_dump(
 ) -> DumpFiles:
     """The day's 1m klines of `trades` (all 1,440 minutes) as Binance's klines dump and its
     `.CHECKSUM`, under `<dumps_dir>/klines/<SYMBOL>/1m/`; `fault` as in `replay.klines`."""
-    unit = unit or default_time_unit(day)
     start_ms = day_start_us(day) // 1000
     units = (TradeUnits(trade.time_us // 1000, trade.price_e8, trade.quantity_e8,
                         trade.is_buyer_maker) for trade in trades)
     rows = build_klines(units, start_ms, start_ms + US_PER_DAY // 1000, fault=fault)
+    return write_klines_rows(dumps_dir, symbol, day, rows, unit=unit)
+
+
+def write_klines_rows(dumps_dir: str | Path, symbol: str, day: date, rows: Sequence[KlineRow],
+                      *, unit: TimeUnit | None = None) -> DumpFiles:
+    """Klines already made (e.g. by a benchmark from PostgreSQL) as the day's klines dump."""
+    unit = unit or default_time_unit(day)
     path = klines_path(dumps_dir, symbol, day)
     path.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:

@@ -8,11 +8,15 @@ trades still has a kline: count 0, volumes 0, every price the previous close.
 `fault` makes the klines disagree with the trades on purpose, for tests and the demo:
 "kline-off" moves the close of the first traded minute up by 1e-8; "trade-missing" counts one
 trade more in that minute (quantity 1e-8 at its open price) than the feed ever published, as if
-the stream, REST and the trade dump had all lost it.
+the stream, REST and the trade dump had all lost it. `fault_klines_zip` does the same to a
+klines dump on its way out of the feed.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
+import zipfile
 from collections.abc import Iterable, Sequence
 from typing import Literal, NamedTuple
 
@@ -86,17 +90,54 @@ def build_klines(trades: Iterable[TradeUnits], first_ms: int, end_ms: int,
         if bar is None:
             rows.append(KlineRow(open_ms, close, close, close, close, 0, 0, 0, 0, 0))
             continue
+        row = KlineRow(open_ms, *bar)
         if not faulted:
             faulted = True
-            if fault == "kline-off":
-                bar[3] += 1
-            else:  # "trade-missing": a trade of 1e-8 at the open price that nobody received
-                bar[4] += 1
-                bar[5] += bar[0] // UNITS
-                bar[6] += 1
-        close = bar[3]
-        rows.append(KlineRow(open_ms, *bar))
+            assert fault is not None
+            row = spoil(row, fault)
+        close = row.close_e8
+        rows.append(row)
     return rows
+
+
+def spoil(row: KlineRow, fault: KlineFault) -> KlineRow:
+    """The kline as the fault leaves it (see the module's doc)."""
+    if fault == "kline-off":
+        return row._replace(close_e8=row.close_e8 + 1)
+    # "trade-missing": a trade of 1e-8 at the open price that nobody received
+    return row._replace(volume_e8=row.volume_e8 + 1, quote_e8=row.quote_e8 + row.open_e8 // UNITS,
+                        trades=row.trades + 1)
+
+
+def _units(text: str) -> int:
+    whole, _, fraction = text.partition(".")
+    return int(whole) * UNITS + int((fraction + "0" * 8)[:8])
+
+
+def fault_klines_zip(data: bytes, fault: KlineFault) -> bytes:
+    """A klines dump (zip of one CSV) with its first traded minute spoiled by `fault`."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        member = archive.infolist()[0]
+        lines = archive.read(member).decode("ascii").splitlines()
+    for index, line in enumerate(lines):
+        fields = line.split(",")
+        if len(fields) < 12 or not fields[0].isdigit() or fields[8] == "0":
+            continue
+        per_ms = 1000 if int(fields[0]) >= 10**14 else 1
+        row = KlineRow(int(fields[0]) // per_ms, _units(fields[1]), _units(fields[2]),
+                       _units(fields[3]), _units(fields[4]), _units(fields[5]),
+                       _units(fields[7]), int(fields[8]), _units(fields[9]), _units(fields[10]))
+        lines[index] = ",".join(str(v) for v in _fields(spoil(row, fault), per_ms))
+        break
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(zipfile.ZipInfo(member.filename, date_time=member.date_time),
+                         "\n".join(lines) + "\n", compress_type=zipfile.ZIP_DEFLATED)
+    return out.getvalue()
+
+
+def checksum_line(data: bytes, name: str) -> bytes:
+    return f"{hashlib.sha256(data).hexdigest()}  {name}\n".encode()
 
 
 def _fields(row: KlineRow, per_ms: int) -> list[object]:

@@ -14,7 +14,15 @@ import orjson
 
 from binance_etl.replay.exchange import exchange_info
 from binance_etl.replay.frames import rest_trades
-from binance_etl.replay.klines import MINUTE_MS, KlineFault, TradeUnits, build_klines, rest_body
+from binance_etl.replay.klines import (
+    MINUTE_MS,
+    KlineFault,
+    TradeUnits,
+    build_klines,
+    checksum_line,
+    fault_klines_zip,
+    rest_body,
+)
 from binance_etl.replay.limits import WeightLimiter
 from binance_etl.replay.market import Market
 
@@ -226,13 +234,22 @@ class RestApi:
         return self._file(self.dumps_dir, pieces[0], pieces[1])
 
     def _klines_dump(self, rest: str) -> Response:
-        """`<SYMBOL>/1m/<file>` from `<dumps-dir>/klines/<SYMBOL>/1m/<file>`."""
+        """`<SYMBOL>/1m/<file>` from `<dumps-dir>/klines/<SYMBOL>/1m/<file>`; with a klines
+        fault the zip is spoiled on the way out and its `.CHECKSUM` made to match."""
         pieces = rest.split("/")
-        if len(pieces) != 3 or pieces[1] != "1m":
+        if len(pieces) != 3 or pieces[1] != "1m" or self.dumps_dir is None:
             return Response(404, b"Not Found", {"Content-Type": "text/plain"})
-        if self.dumps_dir is None:
-            return Response(404, b"Not Found", {"Content-Type": "text/plain"})
-        return self._file(self.dumps_dir / "klines", pieces[0], "1m", pieces[2])
+        name, root = pieces[2], self.dumps_dir / "klines"
+        if self.klines_fault is None:
+            return self._file(root, pieces[0], "1m", name)
+        zip_name = name.removesuffix(".CHECKSUM")
+        response = self._file(root, pieces[0], "1m", zip_name)
+        if response.status != 200:
+            return response
+        body = fault_klines_zip(response.body, self.klines_fault)  # deterministic bytes
+        if name == zip_name:
+            return Response(200, body, response.headers)
+        return Response(200, checksum_line(body, zip_name), {"Content-Type": "text/plain"})
 
     def _file(self, root: Path, symbol: str, *rest: str) -> Response:
         name = rest[-1]
