@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
+from binance_etl.numbers import non_negative_decimal
 from binance_etl.rest import RateLimitedRest, RestError
 
 KLINES_PATH = "/api/v3/klines"
@@ -44,13 +45,7 @@ class Kline:
 
 
 def _decimal(value: object, name: str) -> Decimal:
-    try:
-        number = Decimal(str(value))
-    except InvalidOperation:
-        raise KlineFormatError(f"{name} {value!r} is not a decimal number") from None
-    if not number.is_finite() or number < 0:
-        raise KlineFormatError(f"{name} {value!r} is not a non-negative decimal number")
-    return number
+    return non_negative_decimal(value, name, KlineFormatError)
 
 
 def _integer(value: object, name: str) -> int:

@@ -16,9 +16,11 @@ from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from functools import lru_cache
 from typing import Literal
+
+from binance_etl.numbers import non_negative_decimal
 
 TimeUnit = Literal["ms", "us"]
 
@@ -102,13 +104,7 @@ class DumpRow:
 
 
 def _decimal(text: str, name: str) -> Decimal:
-    try:
-        value = Decimal(text)
-    except InvalidOperation:
-        raise DumpFormatError(f"{name} {text!r} is not a decimal number") from None
-    if not value.is_finite() or value < 0:
-        raise DumpFormatError(f"{name} {text!r} is not a non-negative decimal number")
-    return value
+    return non_negative_decimal(text, name, DumpFormatError)
 
 
 def _boolean(text: str, name: str) -> bool:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import http.server
 import json
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ import pytest
 from binance_etl.klines import rest_klines
 from binance_etl.rest import RateLimitedRest
 from etl.klines_source import day_ms, fetch_day_klines
+from tests.httpserver import serving
 
 DAY = date(2025, 9, 10)
 
@@ -80,16 +80,9 @@ def _handler(state: Exchange) -> type[http.server.BaseHTTPRequestHandler]:
 @pytest.fixture
 def exchange() -> Iterator[Exchange]:
     state = Exchange()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(_handler(state), "exchange") as url:
+        state.url = url
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 def test_pages_a_day_and_waits_out_a_429_without_earning_a_418(exchange: Exchange) -> None:
