@@ -49,7 +49,8 @@ PRICES = (("open", "open_price"), ("high", "max_price"), ("low", "min_price"),
 AMOUNTS = (("volume", "total_quantity"), ("taker_buy_volume", "taker_buy_quantity"))
 FACT_COLUMNS = ("symbol", "trade_minute", *(column for _, column in PRICES),
                 *(column for _, column in AMOUNTS), "trade_count", "total_trade_value")
-COLUMN_NAMES = ("open", "high", "low", "close", "volume", "trades", "taker_buy_volume",
+# the order of the report: a count mismatch first, since it explains the others of its minute
+COLUMN_NAMES = ("trades", "open", "high", "low", "close", "volume", "taker_buy_volume",
                 "quote_volume")
 
 

@@ -131,8 +131,11 @@ def symbols_table(comparison: Comparison, skipped: Mapping[str, str], title: str
 
 def mismatch_table(comparison: Comparison) -> Table:
     table = Table(title=f"mismatching minutes (first {SHOWN_PER_COLUMN} per column)")
-    for name in ("column", "symbol", "minute (UTC)", "ours", "Binance"):
-        table.add_column(name, justify="right" if name in ("ours", "Binance") else "left")
+    table.add_column("column", no_wrap=True)
+    table.add_column("symbol", no_wrap=True)
+    table.add_column("minute (UTC)", no_wrap=True, min_width=17)
+    for name in ("ours", "Binance"):
+        table.add_column(name, justify="right", overflow="fold")
     for column, items in comparison.by_column().items():
         for item in items[:SHOWN_PER_COLUMN]:
             table.add_row(column, item.symbol, minute_iso(item.minute_ms), str(item.ours),
