@@ -71,6 +71,15 @@ def exchange_feed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exchange
         yield ExchangeFeed(feed, dumps)
 
 
+@pytest.fixture(autouse=True)
+def leave_the_raw_store_empty(pg_url: str) -> Iterator[None]:
+    """The session's database is shared: no trade or bar of these tests outlives them (a later
+    test would see a stream that passed its day's end)."""
+    yield
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("TRUNCATE trades, bars_1m")
+
+
 def seed(conn: psycopg.Connection, pg_url: str, feed: ExchangeFeed) -> None:
     """The day's raw trades, loaded from the feed's dumps by the real backfill."""
     conn.execute("TRUNCATE trades")
