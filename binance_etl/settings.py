@@ -105,7 +105,7 @@ class Settings(BaseSettings):
     def _exchange_check(cls, value: object) -> str:
         text = str(value).strip().lower()
         if text not in ("fail", "warn", "off"):
-            raise ValueError(f"{value!r} is not one of fail, warn, off")
+            raise ValueError("must be fail, warn or off")
         return text
 
     @field_validator("symbols", mode="before")

@@ -171,15 +171,18 @@ def main(argv: list[str] | None = None) -> int:
             comparison, skipped = reconcile_day(day, settings)
             title = f"warehouse fact_trades of {day} against Binance's 1m klines"
     except (DayError, SettingsError) as error:
-        err.print(f"error: {getattr(error, 'message', error)}", markup=False, highlight=False)
+        err.print(f"error: {getattr(error, 'message', error)}", markup=False, highlight=False,
+                  soft_wrap=True)
         return 2
     except (psycopg.Error, LocalPostgresError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error)
-        err.print(f"error: cannot read the store: {first}", markup=False, highlight=False)
+        err.print(f"error: cannot read the store: {first}", markup=False, highlight=False,
+                  soft_wrap=True)
         return 3
     out.print(symbols_table(comparison, skipped, title))
     if not comparison.symbols:
-        err.print("error: nothing compared: klines unavailable for every symbol", markup=False)
+        err.print("error: nothing compared: klines unavailable for every symbol", markup=False,
+                  soft_wrap=True)
         return 3
     if not comparison.passed:
         out.print(mismatch_table(comparison))
