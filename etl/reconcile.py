@@ -23,7 +23,7 @@ from psycopg.rows import dict_row
 from rich.console import Console
 from rich.table import Table
 
-from binance_etl.db import connect, resolve_database_url
+from binance_etl.db import connect, resolve_database_url, resolve_warehouse_url
 from binance_etl.localpg import LocalPostgresError
 from binance_etl.logs import setup_logging
 from binance_etl.rest import RestError
@@ -39,8 +39,7 @@ from etl.exchange import (
 )
 from etl.klines_source import day_ms, fetch_day_klines, fetch_rest_range
 from etl.load import WAREHOUSE_SCHEMA
-from etl.pipeline import lake_for, warehouse_target
-from etl.redshift import qualified
+from etl.redshift import connect_redshift, qualified
 from etl.utils import DayError, check_not_future, parse_day
 
 logger = logging.getLogger(__name__)
@@ -54,8 +53,12 @@ ORDER BY symbol, trade_minute
 
 
 def warehouse_rows(day: date, settings: Settings) -> list[dict[str, Any]]:
-    target, conn = warehouse_target(settings, lake_for(settings))
-    del target
+    """The day's `fact_trades` rows (local PostgreSQL or Redshift: the same SQL)."""
+    conn: Any
+    if settings.warehouse_is_redshift:
+        conn = connect_redshift(str(settings.warehouse_url))
+    else:
+        conn = connect(resolve_warehouse_url(settings))
     try:
         cursor = conn.cursor()
         cursor.execute(
