@@ -11,10 +11,11 @@ from functools import lru_cache
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 SYMBOL_RE = re.compile(r"^[A-Z0-9-_.]{1,20}$")
+CONN_ID_RE = re.compile(r"^[\w.-]{1,250}$")  # what Airflow accepts as a connection id
 
 
 class SettingsError(SystemExit):
@@ -97,6 +98,12 @@ class Settings(BaseSettings):
     airflow_wait_for_raw_day: bool = True
     airflow_raw_day_timeout_minutes: int = Field(default=360, ge=1)
     airflow_raw_day_poke_seconds: int = Field(default=300, ge=5)
+    # Inside Airflow (issue 10): the lake's S3 and the Redshift warehouse come from Airflow
+    # connections through the amazon provider's hooks (etl/airflow_connections.py).
+    # AIRFLOW_AWS_CONN_ID empty = no connection: boto3's own credential chain and S3_ENDPOINT_URL.
+    airflow_aws_conn_id: str = "aws_default"
+    airflow_redshift_conn_id: str = "redshift_default"
+    airflow_warehouse: Literal["settings", "redshift-data-api", "redshift-sql"] = "settings"
     # The day checked against Binance's own 1m klines (issue 12): fail, warn or off.
     exchange_check: Literal["fail", "warn", "off"] = "fail"
 
@@ -117,6 +124,16 @@ class Settings(BaseSettings):
     @classmethod
     def _pg_url(cls, value: str | None) -> str | None:
         return _check_url(value, ("postgresql", "postgres", "redshift"), "the URL")
+
+    @field_validator("airflow_aws_conn_id", "airflow_redshift_conn_id", mode="before")
+    @classmethod
+    def _conn_id(cls, value: object, info: ValidationInfo) -> str:
+        text = str(value or "").strip()
+        if not text and info.field_name == "airflow_aws_conn_id":
+            return ""  # the provider's convention: no connection, boto3's default chain
+        if not CONN_ID_RE.fullmatch(text):
+            raise ValueError("must be an Airflow connection id (letters, digits, _ . -)")
+        return text
 
     @field_validator("binance_ws_url", mode="before")
     @classmethod

@@ -4,8 +4,10 @@
 
 Thin on purpose: the work lives in `etl.pipeline` (imported inside each task, so parsing this
 file starts no Spark and opens no connection), the day rule in `etl.dagrules`, every setting in
-`binance_etl.settings` (environment / `.env`; secrets never here). Each step is idempotent,
-so a retry or a rerun of a day replaces that day and never duplicates it. See docs/orchestration.md.
+`binance_etl.settings` (environment / `.env`; secrets never here), the lake's S3 and a Redshift
+warehouse from Airflow connections (`etl.airflow_connections`: `aws_default`,
+`redshift_default`). Each step is idempotent, so a retry or a rerun of a day replaces that day
+and never duplicates it. See docs/orchestration.md.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import (
     BaseSensorOperator,
@@ -30,6 +32,9 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
 
 from binance_etl.settings import Settings, SettingsError, load_settings
 from etl.dagrules import DAG_ID, SCHEDULE, DayRuleError, parse_day, target_day_of_run
+
+if TYPE_CHECKING:
+    from etl.pipeline import Clients
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +75,14 @@ def _config_errors_fail() -> Iterator[None]:
 def _task_settings() -> Settings:
     with _config_errors_fail():
         return load_settings()
+
+
+def _task_clients(settings: Settings) -> Clients:
+    """S3 and Redshift from Airflow connections; a missing or malformed one fails at once."""
+    from etl.airflow_connections import clients_from_connections
+
+    with _config_errors_fail():
+        return clients_from_connections(settings)
 
 
 def _run_day(context: Context) -> date:
@@ -170,8 +183,10 @@ def daily_binance_etl() -> None:
         day = _run_day(context)
         allow_empty = bool(context["params"]["allow_empty"])
         logger.info("staging %s (allow_empty=%s)", day, allow_empty)
+        settings = _task_settings()
+        clients = _task_clients(settings)  # every connection of the run, before Spark starts
         with _config_errors_fail():
-            return stage_day(day, _task_settings(), allow_empty=allow_empty)
+            return stage_day(day, settings, allow_empty=allow_empty, clients=clients)
 
     @task
     def quality_gate() -> dict[str, Any]:
@@ -179,9 +194,11 @@ def daily_binance_etl() -> None:
         from etl.pipeline import QualityGateError, check_quality
 
         day = _run_day(get_current_context())
+        settings = _task_settings()
+        clients = _task_clients(settings)
         try:
             with _config_errors_fail():
-                return check_quality(day, _task_settings())
+                return check_quality(day, settings, clients=clients)
         except QualityGateError as error:
             raise AirflowFailException(f"quality gate failed for {day}: {error}") from error
 
@@ -190,16 +207,21 @@ def daily_binance_etl() -> None:
         """Swaps the staged day into the lake's day partitions."""
         from etl.pipeline import publish_lake as publish
 
+        settings = _task_settings()
+        clients = _task_clients(settings)
         with _config_errors_fail():
-            return publish(_run_day(get_current_context()), _task_settings())
+            return publish(_run_day(get_current_context()), settings, clients=clients)
 
     @task
     def load_warehouse() -> dict[str, Any]:
-        """Replaces the day in the warehouse (one transaction or Redshift COPY per table)."""
+        """Replaces the day in the warehouse in one transaction (PostgreSQL, or Redshift through
+        the Data API or RedshiftSQLHook)."""
         from etl.pipeline import load_warehouse as load
 
+        settings = _task_settings()
+        clients = _task_clients(settings)
         with _config_errors_fail():
-            return load(_run_day(get_current_context()), _task_settings())
+            return load(_run_day(get_current_context()), settings, clients=clients)
 
     chain(wait_for_raw_day, run_etl_pipeline(), quality_gate(), publish_lake(), load_warehouse())
 

@@ -28,6 +28,7 @@ import json
 import logging
 import shutil
 import uuid
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -55,17 +56,30 @@ def s3_client(endpoint_url: str | None) -> Any:
 
 
 class Lake:
-    """One lake (local folder or S3 prefix) and the operations the batch needs."""
+    """One lake (local folder or S3 prefix) and the operations the batch needs.
 
-    def __init__(self, location: LakeLocation, *, s3_endpoint_url: str | None = None) -> None:
+    The S3 client comes from `s3_client` when given (inside Airflow: the amazon provider's
+    S3Hook on an Airflow connection), else from boto3's own credential chain and
+    `s3_endpoint_url`. It is made on first use: a local lake never makes one.
+    """
+
+    def __init__(
+        self,
+        location: LakeLocation,
+        *,
+        s3_endpoint_url: str | None = None,
+        s3_client: Callable[[], Any] | None = None,
+    ) -> None:
         self.location = location
         self.s3_endpoint_url = s3_endpoint_url
+        self._s3_factory = s3_client
         self._s3: Any = None
 
     @property
     def s3(self) -> Any:
         if self._s3 is None:
-            self._s3 = s3_client(self.s3_endpoint_url)
+            factory = self._s3_factory
+            self._s3 = factory() if factory is not None else s3_client(self.s3_endpoint_url)
         return self._s3
 
     # -- listing ---------------------------------------------------------------------------

@@ -1,17 +1,24 @@
-"""Load: the published day from the lake into the warehouse — one loader, two back ends.
+"""Load: the published day from the lake into the warehouse — two back ends, one contract.
 
-The flow is the same for both, in ONE transaction for the whole day: serialise loaders, make
-sure the tables exist, then per table either DELETE the day and COPY it (facts) or COPY into a
-temporary stage and insert the keys the table does not have yet (dimensions). A crash anywhere
-rolls the day back to its previous state; a rerun replaces it, so there is always exactly one
-copy. Redshift COPYs the lake's Parquet partition itself (`FORMAT AS PARQUET`, IAM role);
-PostgreSQL is fed the same Parquet files through `COPY ... FROM STDIN`.
+Both replace the day in ONE transaction: serialise loaders, make sure the tables exist, then
+per table either DELETE the day and COPY it (facts) or COPY into a temporary stage and insert
+the keys the table does not have yet (dimensions). A crash anywhere rolls the day back to its
+previous state; a rerun replaces it, so there is always exactly one copy.
+
+- PostgreSQL (local default): fed the lake's Parquet files through `COPY ... FROM STDIN`.
+- Redshift: COPYs the lake's Parquet partition itself (`FORMAT AS PARQUET`, IAM role). The
+  statements are built up front (`etl.redshift.redshift_day_steps`) and handed to a
+  `StatementRunner`, which runs them in order in one transaction: a DB-API connection
+  (`WAREHOUSE_URL=redshift://`, or the amazon provider's RedshiftSQLHook inside Airflow) or
+  the Redshift Data API's BatchExecuteStatement (`etl.redshift_data`).
 """
 
 from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import date
 from typing import Any, Protocol
 
@@ -20,7 +27,6 @@ import pyarrow.parquet as pq
 from etl.lake import Lake
 from etl.redshift import (
     TABLE_SPECS,
-    copy_parquet_sql,
     create_schema_sql,
     create_stage_sql,
     create_table_sql,
@@ -28,6 +34,7 @@ from etl.redshift import (
     drop_stage_sql,
     merge_sql,
     qualified,
+    redshift_day_steps,
     stage_table_name,
 )
 from etl.utils import TABLES, validate_identifier
@@ -36,16 +43,6 @@ logger = logging.getLogger(__name__)
 
 WAREHOUSE_SCHEMA = "warehouse"
 LOAD_LOCK = 727_004  # PostgreSQL advisory lock key: one warehouse load at a time
-
-
-class Target(Protocol):
-    """How one back end gets a table's day from the lake into a table."""
-
-    dialect: str
-
-    def lock(self, cursor: Any, schema: str) -> None: ...
-
-    def copy_into(self, cursor: Any, relation: str, table: str, day: date) -> None: ...
 
 
 class PostgresTarget:
@@ -72,26 +69,6 @@ class PostgresTarget:
                     copy.write_row([row[column] for column in columns])
 
 
-class RedshiftTarget:
-    """Redshift: COPY straight from the S3 partition with the configured IAM role."""
-
-    dialect = "redshift"
-
-    def __init__(self, lake: Lake, iam_role: str) -> None:
-        if not lake.location.is_s3:
-            raise ValueError("a Redshift warehouse loads from S3: LAKE_URI must be s3://...")
-        self.lake = lake
-        self.iam_role = iam_role
-
-    def lock(self, cursor: Any, schema: str) -> None:
-        for table in TABLES:
-            cursor.execute(f"LOCK {qualified(schema, table)}")
-
-    def copy_into(self, cursor: Any, relation: str, table: str, day: date) -> None:
-        uri = self.lake.partition_uri(table, day)
-        cursor.execute(copy_parquet_sql(relation, uri, self.iam_role))
-
-
 def ensure_tables(cursor: Any, dialect: str, schema: str = WAREHOUSE_SCHEMA) -> None:
     cursor.execute(create_schema_sql(schema))
     for table in TABLES:
@@ -99,18 +76,14 @@ def ensure_tables(cursor: Any, dialect: str, schema: str = WAREHOUSE_SCHEMA) -> 
 
 
 def load_day(
-    conn: Any, target: Target, day: date, *, schema: str = WAREHOUSE_SCHEMA
+    conn: Any, target: PostgresTarget, day: date, *, schema: str = WAREHOUSE_SCHEMA
 ) -> dict[str, Any]:
-    """Replace the day in the warehouse in one transaction; returns rows per table."""
+    """Replace the day in a PostgreSQL warehouse in one transaction; returns rows per table."""
     loaded: dict[str, Any] = {}
     cursor = conn.cursor()
     try:
-        if target.dialect == "postgres":
-            target.lock(cursor, schema)  # before DDL: concurrent CREATE IF NOT EXISTS can clash
-            ensure_tables(cursor, target.dialect, schema)
-        else:
-            ensure_tables(cursor, target.dialect, schema)
-            target.lock(cursor, schema)
+        target.lock(cursor, schema)  # before DDL: concurrent CREATE IF NOT EXISTS can clash
+        ensure_tables(cursor, target.dialect, schema)
         for table in TABLES:
             spec = TABLE_SPECS[table]
             relation = qualified(schema, table)
@@ -135,3 +108,81 @@ def load_day(
         cursor.close()
     logger.info("warehouse (%s) loaded %s: %s", target.dialect, day, loaded)
     return loaded
+
+
+# -- Redshift ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Executed:
+    """What a runner reports: rows affected per statement (-1 where the back end does not say),
+    how it ran them, and the Data API's id of the batch (to look it up in AWS)."""
+
+    rows: list[int]
+    via: str
+    statement_id: str | None = None
+
+
+class StatementRunner(Protocol):
+    """Runs SQL statements in order as ONE transaction (all or nothing)."""
+
+    def run(self, statements: Sequence[str]) -> Executed: ...
+
+
+class DbApiRunner:
+    """A DB-API connection (redshift_connector): execute each statement, commit once at the end;
+    roll back and close on any error."""
+
+    via = "dbapi"
+
+    def __init__(self, connect: Callable[[], Any]) -> None:
+        self._connect = connect
+
+    def run(self, statements: Sequence[str]) -> Executed:
+        conn = self._connect()
+        try:
+            cursor = conn.cursor()
+            rows: list[int] = []
+            for sql in statements:
+                cursor.execute(sql)
+                count = cursor.rowcount
+                rows.append(count if isinstance(count, int) else -1)
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
+        finally:
+            conn.close()
+        return Executed(rows, self.via)
+
+
+def load_day_redshift(
+    runner: StatementRunner,
+    lake: Lake,
+    day: date,
+    iam_role: str,
+    *,
+    schema: str = WAREHOUSE_SCHEMA,
+) -> tuple[dict[str, Any], Executed]:
+    """Replace the day in a Redshift warehouse from the lake's S3 partitions, in one transaction.
+
+    Returns rows per table as Redshift reports them (facts: deleted and copied; dimensions:
+    copied and inserted; -1 where not reported) and what the runner did."""
+    if not lake.location.is_s3:
+        raise ValueError("a Redshift warehouse loads from S3: LAKE_URI must be s3://...")
+    for table in TABLES:  # COPY of an absent prefix fails inside Redshift; say it here instead
+        if not lake.partition_files(table, day):
+            raise FileNotFoundError(f"the lake has no {table} partition for {day}")
+    partitions = {table: lake.partition_uri(table, day) for table in TABLES}
+    steps = redshift_day_steps(schema, day, partitions, iam_role)
+    executed = runner.run([step.sql for step in steps])
+    if len(executed.rows) != len(steps):
+        raise RuntimeError(f"the warehouse reported {len(executed.rows)} results for "
+                           f"{len(steps)} statements")
+    loaded: dict[str, dict[str, int]] = {}
+    labels = {"delete": "deleted", "copy": "copied", "merge": "inserted"}
+    for step, rows in zip(steps, executed.rows, strict=True):
+        if step.table is not None and step.action in labels:
+            loaded.setdefault(step.table, {})[labels[step.action]] = rows
+    logger.info("warehouse (redshift via %s) loaded %s: %s", executed.via, day, loaded)
+    return loaded, executed

@@ -5,6 +5,9 @@
 Every function takes the UTC day and optional Settings (default: `load_settings()`), and
 returns a JSON-serialisable dict (Airflow XCom). `stage_day` also accepts an existing
 SparkSession (the tests' shared one); otherwise it uses the active session or builds one.
+`clients` says how the lake's S3 and a Redshift warehouse are reached: by default from the
+settings (boto3 with S3_ENDPOINT_URL, WAREHOUSE_URL); inside Airflow from Airflow connections
+(`etl.airflow_connections`).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -20,12 +24,12 @@ import psycopg
 from pyspark.sql import SparkSession
 
 from binance_etl.db import connect, redact, resolve_database_url, resolve_warehouse_url
-from binance_etl.settings import Settings, load_settings
+from binance_etl.settings import Settings, SettingsError, load_settings
 from etl.exchange import add_to_report, check_day
 from etl.extract import read_day
 from etl.klines_source import DayKlines, fetch_day_klines
 from etl.lake import Lake
-from etl.load import PostgresTarget, RedshiftTarget, Target, load_day
+from etl.load import DbApiRunner, PostgresTarget, StatementRunner, load_day, load_day_redshift
 from etl.quality import (
     QualityGateError,
     SymbolTotals,
@@ -42,6 +46,7 @@ from etl.transform import build_dim_symbol, build_dim_time, build_fact_trades
 from etl.utils import TABLES, check_not_future, day_bounds, jsonable, parse_lake_uri
 
 __all__ = [
+    "Clients",
     "QualityGateError",
     "RawStoreUnreachable",
     "check_quality",
@@ -59,8 +64,24 @@ class RawStoreUnreachable(RuntimeError):
     """The raw trades store cannot be reached."""
 
 
-def lake_for(settings: Settings) -> Lake:
-    return Lake(parse_lake_uri(settings.lake_uri), s3_endpoint_url=settings.s3_endpoint_url)
+@dataclass(frozen=True)
+class Clients:
+    """How the batch reaches the lake's S3 and a Redshift warehouse; None = from the settings.
+
+    `s3` makes the lake's boto3 S3 client; `redshift` runs the day's Redshift statements in
+    one transaction (and makes the warehouse Redshift, whatever WAREHOUSE_URL says).
+    """
+
+    s3: Callable[[], Any] | None = None
+    redshift: StatementRunner | None = None
+
+
+def lake_for(settings: Settings, clients: Clients | None = None) -> Lake:
+    return Lake(
+        parse_lake_uri(settings.lake_uri),
+        s3_endpoint_url=settings.s3_endpoint_url,
+        s3_client=clients.s3 if clients else None,
+    )
 
 
 def _raw_connection(settings: Settings) -> psycopg.Connection:
@@ -108,6 +129,7 @@ def stage_day(
     *,
     allow_empty: bool = False,
     spark: SparkSession | None = None,
+    clients: Clients | None = None,
 ) -> dict[str, Any]:
     """Extract + transform the day with Spark, run the quality gate, and (if it passed) write
     the day's Parquet to the lake's staging area; the JSON report goes beside it either way."""
@@ -115,7 +137,7 @@ def stage_day(
     check_not_future(day)
     database_url = resolve_database_url(settings)
     _raw_connection(settings).close()  # fail fast, with one line, before Spark starts
-    lake = lake_for(settings)
+    lake = lake_for(settings, clients)
     seconds: dict[str, float] = {}
     # PostgreSQL's own per-symbol totals (the gate's reference) are computed in a thread while
     # the JVM starts and Spark reads: PostgreSQL works while the driver waits for the JVM.
@@ -223,10 +245,12 @@ def _stage(
     )
 
 
-def check_quality(day: date, settings: Settings | None = None) -> dict[str, Any]:
+def check_quality(
+    day: date, settings: Settings | None = None, *, clients: Clients | None = None
+) -> dict[str, Any]:
     """The staged day's verdict; raises QualityGateError unless it passed."""
     settings = settings or load_settings()
-    lake = lake_for(settings)
+    lake = lake_for(settings, clients)
     report = lake.read_staged_report(day)
     if report is None:
         report = lake.read_published_report(day)  # a retry after publish_lake already ran
@@ -241,10 +265,12 @@ def check_quality(day: date, settings: Settings | None = None) -> dict[str, Any]
     }
 
 
-def publish_lake(day: date, settings: Settings | None = None) -> dict[str, Any]:
+def publish_lake(
+    day: date, settings: Settings | None = None, *, clients: Clients | None = None
+) -> dict[str, Any]:
     """Swap the staged day into `{LAKE_URI}/{table}/year=/month=/day=/` (only if it passed)."""
     settings = settings or load_settings()
-    lake = lake_for(settings)
+    lake = lake_for(settings, clients)
     report = lake.read_staged_report(day)
     if report is None:
         published = lake.read_published_report(day)
@@ -264,28 +290,37 @@ def publish_lake(day: date, settings: Settings | None = None) -> dict[str, Any]:
     }
 
 
-def warehouse_target(settings: Settings, lake: Lake) -> tuple[Target, Any]:
-    """The back end and an open DB-API connection for it."""
+def redshift_runner(settings: Settings, clients: Clients) -> StatementRunner | None:
+    """The Redshift warehouse's runner: the given one, or WAREHOUSE_URL=redshift://'s; None
+    for a PostgreSQL warehouse."""
+    if clients.redshift is not None:
+        return clients.redshift
     if settings.warehouse_is_redshift:
-        if not settings.redshift_iam_role:
-            from binance_etl.settings import SettingsError
-
-            raise SettingsError("REDSHIFT_IAM_ROLE: required when WAREHOUSE_URL is redshift://")
-        target: Target = RedshiftTarget(lake, settings.redshift_iam_role)
-        return target, connect_redshift(str(settings.warehouse_url))
-    return PostgresTarget(lake), connect(resolve_warehouse_url(settings))
+        url = str(settings.warehouse_url)
+        return DbApiRunner(lambda: connect_redshift(url))
+    return None
 
 
-def load_warehouse(day: date, settings: Settings | None = None) -> dict[str, Any]:
+def load_warehouse(
+    day: date, settings: Settings | None = None, *, clients: Clients | None = None
+) -> dict[str, Any]:
     """Replace the day in the warehouse from the published lake partition (one transaction)."""
     settings = settings or load_settings()
-    lake = lake_for(settings)
+    clients = clients or Clients()
+    lake = lake_for(settings, clients)
     report = lake.read_published_report(day)
     if report is None or not report.get("passed"):
         raise FileNotFoundError(f"{day} is not published in the lake: run publish_lake first")
-    target, conn = warehouse_target(settings, lake)
+    runner = redshift_runner(settings, clients)
+    if runner is not None:
+        if not settings.redshift_iam_role:
+            raise SettingsError("REDSHIFT_IAM_ROLE: required for a Redshift warehouse")
+        tables, executed = load_day_redshift(runner, lake, day, settings.redshift_iam_role)
+        return {"day": day.isoformat(), "backend": "redshift", "via": executed.via,
+                "statement_id": executed.statement_id, "tables": tables}
+    conn = connect(resolve_warehouse_url(settings))
     try:
-        loaded = load_day(conn, target, day)
+        loaded = load_day(conn, PostgresTarget(lake), day)
     finally:
         conn.close()
-    return {"day": day.isoformat(), "backend": target.dialect, "tables": loaded}
+    return {"day": day.isoformat(), "backend": "postgres", "tables": loaded}

@@ -8,10 +8,12 @@ straight from the lake's partition, PostgreSQL `COPY ... FROM STDIN` fed from th
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date, datetime
 from urllib.parse import unquote, urlsplit
 
-from etl.utils import validate_identifier
+from etl.utils import TABLES, validate_identifier
 
 IAM_ROLE_RE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}$")
 S3_URI_RE = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/[A-Za-z0-9!_.*()/=-]*$")
@@ -156,6 +158,55 @@ def merge_sql(schema: str, spec: TableSpec) -> str:
 
 def drop_stage_sql(spec: TableSpec) -> str:
     return f"DROP TABLE {stage_table_name(spec)}"
+
+
+def date_literal(day: date) -> str:
+    """`'2025-09-10'`: a `datetime.date` can only render as digits and dashes."""
+    if not isinstance(day, date) or isinstance(day, datetime):
+        raise TypeError(f"expected a date, got {type(day).__name__}")
+    return f"'{day.isoformat()}'"
+
+
+def delete_day_literal_sql(schema: str, spec: TableSpec, day: date) -> str:
+    """`delete_day_sql` with the day as a literal, for the Data API's BatchExecuteStatement,
+    which takes no parameters (the day is a `date`, never text from outside)."""
+    return delete_day_sql(schema, spec).replace("%s", date_literal(day))
+
+
+@dataclass(frozen=True)
+class Step:
+    """One statement of a Redshift day load: which table and what it does (for row counts)."""
+
+    table: str | None
+    action: str  # ddl, lock, delete, copy, stage, merge, drop
+    sql: str
+
+
+def redshift_day_steps(
+    schema: str, day: date, partitions: Mapping[str, str], iam_role: str
+) -> list[Step]:
+    """Every statement that replaces one day in a Redshift warehouse, in order, meant to run
+    as ONE transaction: create what is missing, lock the tables, then per table either DELETE
+    the day and COPY its partition (facts) or COPY into a temporary stage and insert the keys
+    not there yet (dimensions). `partitions` maps each table to its lake partition `s3://`
+    URI. 17 statements: within the Data API's 40 per batch."""
+    steps = [Step(None, "ddl", create_schema_sql(schema))]
+    steps += [Step(t, "ddl", create_table_sql(schema, TABLE_SPECS[t], "redshift")) for t in TABLES]
+    # After the DDL: LOCK needs the tables; it serialises concurrent loads of the warehouse.
+    steps += [Step(t, "lock", f"LOCK {qualified(schema, t)}") for t in TABLES]
+    for table in TABLES:
+        spec = TABLE_SPECS[table]
+        if spec.day_column is not None:
+            steps.append(Step(table, "delete", delete_day_literal_sql(schema, spec, day)))
+            steps.append(Step(table, "copy", copy_parquet_sql(
+                qualified(schema, table), partitions[table], iam_role)))
+        else:
+            steps.append(Step(table, "stage", create_stage_sql(schema, spec)))
+            steps.append(Step(table, "copy", copy_parquet_sql(
+                stage_table_name(spec), partitions[table], iam_role)))
+            steps.append(Step(table, "merge", merge_sql(schema, spec)))
+            steps.append(Step(table, "drop", drop_stage_sql(spec)))
+    return steps
 
 
 def connect_redshift(url: str) -> object:

@@ -25,6 +25,7 @@ pytest_plugins = [
     "tests.plugins.ingest",
     "tests.plugins.spark",
     "tests.plugins.s3",
+    "tests.plugins.redshift_data",
     "tests.plugins.airflow",
     "tests.plugins.backfill",
 ]

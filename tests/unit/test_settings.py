@@ -35,6 +35,9 @@ def test_defaults(monkeypatch, tmp_path):
         ("DATABASE_URL", "mysql://x"),
         ("BATCH_MAX_TRADES", "lots"),
         ("EXCHANGE_CHECK", "sometimes"),
+        ("AIRFLOW_WAREHOUSE", "redshift"),
+        ("AIRFLOW_REDSHIFT_CONN_ID", ""),
+        ("AIRFLOW_AWS_CONN_ID", "aws default"),
     ],
 )
 def test_bad_setting_is_one_line_naming_it(monkeypatch, tmp_path, name, value):
@@ -54,3 +57,18 @@ def test_env_file_is_read(monkeypatch, tmp_path):
     settings = load_settings()
     assert settings.symbols == ["SOLUSDT"]
     assert settings.redshift_iam_role == "arn:aws:iam::1:role/x"
+
+
+def test_airflow_connection_settings(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    for name in ("AIRFLOW_AWS_CONN_ID", "AIRFLOW_REDSHIFT_CONN_ID", "AIRFLOW_WAREHOUSE"):
+        monkeypatch.delenv(name, raising=False)
+    settings = load_settings()
+    assert (settings.airflow_aws_conn_id, settings.airflow_redshift_conn_id,
+            settings.airflow_warehouse) == ("aws_default", "redshift_default", "settings")
+    monkeypatch.setenv("AIRFLOW_AWS_CONN_ID", "")  # the provider's "no connection"
+    monkeypatch.setenv("AIRFLOW_REDSHIFT_CONN_ID", "warehouse.prod-1")
+    monkeypatch.setenv("AIRFLOW_WAREHOUSE", "redshift-data-api")
+    settings = load_settings()
+    assert (settings.airflow_aws_conn_id, settings.airflow_redshift_conn_id,
+            settings.airflow_warehouse) == ("", "warehouse.prod-1", "redshift-data-api")
