@@ -5,11 +5,13 @@
 Prints, from one run on the same data: PostgreSQL's `COPY (day) TO STDOUT` into a null sink
 (the floor for anything that reads over a connection; the fastest of three COPYs), PostgreSQL's
 own GROUP BY of the day into a table, the Spark extract alone (no-op sink), the whole batch end
-to end (Spark start to warehouse committed) with its stages, the naive tutorial path (one JDBC
-partition, the driver's default fetch size, the whole table filtered by Spark, float columns)
-as a baseline, the ratios and the peak memory (resident set of the process tree: driver JVM +
-Python; in local mode the executors live in the driver JVM). Each Spark variant runs in its own
-child process.
+to end (Spark start to warehouse committed) with its stages — including the exchange check
+against 1m klines dumps made by PostgreSQL from the same trades (each trade's quote quantity cut
+to 8 decimals, as Binance's) and served by the replay feed on 127.0.0.1 —, the naive tutorial
+path (one JDBC partition, the driver's default fetch size, the whole table filtered by Spark,
+float columns) as a baseline, the ratios and the peak memory (resident set of the process
+tree: driver JVM + Python; in local mode the executors live in the driver JVM). Each Spark
+variant runs in its own child process.
 """
 
 from __future__ import annotations
@@ -33,9 +35,21 @@ from rich.table import Table
 
 from binance_etl.db import connect, resolve_database_url, with_database
 from binance_etl.logs import setup_logging
+from binance_etl.replay.testing import running_feed
 from binance_etl.schema import ensure_partitions, migrate
 from binance_etl.settings import load_settings
 from etl.utils import day_bounds
+
+KLINES_SQL = """
+SELECT symbol, date_trunc('minute', trade_time) AS minute,
+       (array_agg(price ORDER BY trade_time, trade_id))[1], max(price), min(price),
+       (array_agg(price ORDER BY trade_time DESC, trade_id DESC))[1], sum(quantity),
+       sum(trunc(price * quantity, 8)), count(*),
+       coalesce(sum(quantity) FILTER (WHERE NOT is_buyer_maker), 0),
+       coalesce(sum(trunc(price * quantity, 8)) FILTER (WHERE NOT is_buyer_maker), 0)
+FROM trades WHERE trade_time >= %(start)s AND trade_time < %(end)s
+GROUP BY 1, 2 ORDER BY 1, 2
+"""
 
 logger = logging.getLogger(__name__)
 
@@ -185,9 +199,56 @@ class PeakMemory:
         self._thread.join(timeout=5)
 
 
-def run_variant(variant: str, url: str, day: date, lake: str) -> dict[str, Any]:
+def write_klines(url: str, day: date, folder: Path) -> float:
+    """Binance-style 1m klines dumps of the bench day, made by PostgreSQL from the raw trades
+    (an independent reference for the exchange check); returns the seconds it took."""
+    from decimal import Decimal
+
+    from binance_etl.replay.dumps import write_klines_rows
+    from binance_etl.replay.klines import KlineRow
+
+    def e8(value: Decimal) -> int:
+        return int(value.scaleb(8))
+
+    started = time.perf_counter()
+    start, end = day_bounds(day)
+    with connect(url) as conn:
+        rows = conn.execute(KLINES_SQL, {"start": start, "end": end}).fetchall()
+    by_symbol: dict[str, dict[int, KlineRow]] = {}
+    for symbol, minute, first, high, low, last, volume, quote, count, taker, taker_quote in rows:
+        open_ms = int(minute.timestamp()) * 1000
+        by_symbol.setdefault(symbol, {})[open_ms] = KlineRow(
+            open_ms, e8(first), e8(high), e8(low), e8(last), e8(volume), e8(quote), count,
+            e8(taker), e8(taker_quote))
+    first_ms = int(start.timestamp()) * 1000
+    for symbol, minutes in by_symbol.items():
+        close, day_rows = 0, []
+        for index in range(1440):
+            open_ms = first_ms + index * 60_000
+            row = minutes.get(open_ms) or KlineRow(open_ms, close, close, close, close,
+                                                   0, 0, 0, 0, 0)
+            close = row.close_e8
+            day_rows.append(row)
+        write_klines_rows(folder, symbol, day, day_rows)
+    return time.perf_counter() - started
+
+
+def klines_download(data_url: str, day: date) -> float:
+    """Seconds to download, verify and parse the day's klines dumps of every bench symbol."""
+    from etl.klines_source import fetch_day_klines
+
+    started = time.perf_counter()
+    got = fetch_day_klines(data_url, data_url, [symbol for symbol, *_ in BENCH_SYMBOLS], day)
+    if got.unavailable:
+        raise RuntimeError(f"bench klines unavailable: {got.unavailable}")
+    return time.perf_counter() - started
+
+
+def run_variant(variant: str, url: str, day: date, lake: str,
+                extra_env: dict[str, str] | None = None) -> dict[str, Any]:
     """One Spark variant in a child process; its JSON result plus the tree's peak memory."""
-    env = {**os.environ, "DATABASE_URL": url, "WAREHOUSE_URL": url, "LAKE_URI": lake,
+    env = {**os.environ, **(extra_env or {}), "DATABASE_URL": url, "WAREHOUSE_URL": url,
+           "LAKE_URI": lake,
            "SPARK_MASTER": os.environ.get("SPARK_MASTER", "local[2]"),
            "SYMBOLS": ",".join(symbol for symbol, *_ in BENCH_SYMBOLS)}
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
@@ -274,9 +335,19 @@ def run(trades: int = 10_000_000, day: date = date(2025, 9, 10), *, keep: bool =
             best_copy_floor(url, day)
         )
         figures["postgres_group_by"] = postgres_group_by(url, day)
-        with tempfile.TemporaryDirectory(prefix="bench-lake-") as lake:
+        with (
+            tempfile.TemporaryDirectory(prefix="bench-lake-") as lake,
+            tempfile.TemporaryDirectory(prefix="bench-klines-") as klines,
+        ):
+            figures["klines_written"] = write_klines(url, day, Path(klines))
             figures["extract"] = run_variant("extract", url, day, lake)
-            figures["batch"] = run_variant("batch", url, day, lake)
+            with running_feed(symbols=[symbol for symbol, *_ in BENCH_SYMBOLS],
+                              dumps_dir=klines, start_paused=True) as feed:
+                figures["klines_download"] = klines_download(feed.data_url, day)
+                figures["batch"] = run_variant(
+                    "batch", url, day, lake,
+                    {"BINANCE_DATA_URL": feed.data_url, "BINANCE_REST_URL": feed.rest_url,
+                     "EXCHANGE_CHECK": "fail"})
             if naive:
                 figures["naive"] = run_variant("naive", url, day, lake)
     finally:
@@ -327,6 +398,11 @@ def print_figures(figures: dict[str, Any]) -> None:
     batch = figures["batch"]
     for stage, seconds in batch.get("stages", {}).items():
         row(f"  batch stage: {stage}", seconds)
+    if "klines_download" in figures:
+        row("  klines dumps: download + verify + parse, 4 symbols (alone, local feed)",
+            figures["klines_download"])
+        row("  klines dumps made by PostgreSQL (bench setup, not the batch)",
+            figures["klines_written"])
     row("batch end to end (Spark start → warehouse committed)", batch.get("batch"),
         batch["peak_rss_bytes"])
     if "naive" in figures:

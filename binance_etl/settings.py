@@ -104,6 +104,16 @@ class Settings(BaseSettings):
     airflow_aws_conn_id: str = "aws_default"
     airflow_redshift_conn_id: str = "redshift_default"
     airflow_warehouse: Literal["settings", "redshift-data-api", "redshift-sql"] = "settings"
+    # The day checked against Binance's own 1m klines (issue 12): fail, warn or off.
+    exchange_check: Literal["fail", "warn", "off"] = "fail"
+
+    @field_validator("exchange_check", mode="before")
+    @classmethod
+    def _exchange_check(cls, value: object) -> str:
+        text = str(value).strip().lower()
+        if text not in ("fail", "warn", "off"):
+            raise ValueError("must be fail, warn or off")
+        return text
 
     @field_validator("symbols", mode="before")
     @classmethod

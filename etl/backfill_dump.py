@@ -16,13 +16,16 @@ from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from functools import lru_cache
 from typing import Literal
+
+from binance_etl.numbers import non_negative_decimal
 
 TimeUnit = Literal["ms", "us"]
 
 DUMPS_PATH = "data/spot/daily/trades"
+KLINES_PATH = "data/spot/daily/klines"
 # 1e14 ms is the year 5138 and 1e14 µs is 1973: any real trade time is on one side or the other.
 MICROSECOND_THRESHOLD = 10**14
 PER_SECOND: dict[TimeUnit, int] = {"ms": 1_000, "us": 1_000_000}
@@ -51,6 +54,15 @@ def dump_url(base_url: str, symbol: str, day: date) -> str:
 
 def checksum_url(base_url: str, symbol: str, day: date) -> str:
     return dump_url(base_url, symbol, day) + ".CHECKSUM"
+
+
+def klines_file_name(symbol: str, day: date) -> str:
+    return f"{symbol}-1m-{day:%Y-%m-%d}.zip"
+
+
+def klines_url(base_url: str, symbol: str, day: date) -> str:
+    """`{BINANCE_DATA_URL}/data/spot/daily/klines/<SYMBOL>/1m/<SYMBOL>-1m-YYYY-MM-DD.zip`."""
+    return f"{base_url.rstrip('/')}/{KLINES_PATH}/{symbol}/1m/{klines_file_name(symbol, day)}"
 
 
 def parse_checksum(text: str, file_name: str) -> str:
@@ -92,13 +104,7 @@ class DumpRow:
 
 
 def _decimal(text: str, name: str) -> Decimal:
-    try:
-        value = Decimal(text)
-    except InvalidOperation:
-        raise DumpFormatError(f"{name} {text!r} is not a decimal number") from None
-    if not value.is_finite() or value < 0:
-        raise DumpFormatError(f"{name} {text!r} is not a non-negative decimal number")
-    return value
+    return non_negative_decimal(text, name, DumpFormatError)
 
 
 def _boolean(text: str, name: str) -> bool:

@@ -1,5 +1,8 @@
 """Downloading one daily dump and its `.CHECKSUM`, verifying SHA-256 while the bytes arrive.
 
+Used for the trade dumps (the backfill) and the 1m klines dumps (the exchange check) alike:
+`fetch_verified` takes any dump URL, `fetch_dump` is the trade dump of a symbol and day.
+
 The zip goes to a temporary file (a zip needs random access to its central directory), hashed
 as it is written; nothing is unpacked to disk. Transport errors and 5xx answers are retried
 with backoff; a 404 is a missing day (Binance has not published it, or the symbol did not
@@ -79,12 +82,16 @@ def _raise_for_status(response: httpx.Response, url: str) -> None:
 
 def fetch_checksum(client: httpx.Client, base_url: str, symbol: str, day: date,
                    attempts: int = 3) -> str:
-    url = checksum_url(base_url, symbol, day)
+    return _checksum(client, checksum_url(base_url, symbol, day), dump_file_name(symbol, day),
+                     attempts)
+
+
+def _checksum(client: httpx.Client, url: str, file_name: str, attempts: int) -> str:
     for attempt in _retrying(attempts):
         with attempt:
             response = client.get(url)
             _raise_for_status(response, url)
-    return parse_checksum(response.text, dump_file_name(symbol, day))
+    return parse_checksum(response.text, file_name)
 
 
 def download(client: httpx.Client, url: str, dest: Path, progress: ByteProgress | None = None,
@@ -114,9 +121,17 @@ def fetch_dump(client: httpx.Client, base_url: str, symbol: str, day: date, dire
     Raises DumpMissing (404), ChecksumMismatch, DumpFormatError (a malformed .CHECKSUM) or
     httpx errors once the retries are spent.
     """
-    expected = fetch_checksum(client, base_url, symbol, day, attempts)
-    path = directory / dump_file_name(symbol, day)
-    sha256, size = download(client, dump_url(base_url, symbol, day), path, progress, attempts)
+    return fetch_verified(client, dump_url(base_url, symbol, day), directory, progress, attempts)
+
+
+def fetch_verified(client: httpx.Client, url: str, directory: Path,
+                   progress: ByteProgress | None = None, attempts: int = 3) -> FetchedDump:
+    """The zip at `url` in `directory`, verified against `url + ".CHECKSUM"` (same errors as
+    `fetch_dump`)."""
+    file_name = url.rsplit("/", 1)[-1]
+    expected = _checksum(client, url + ".CHECKSUM", file_name, attempts)
+    path = directory / file_name
+    sha256, size = download(client, url, path, progress, attempts)
     if sha256 != expected:
         path.unlink(missing_ok=True)
         raise ChecksumMismatch(

@@ -25,7 +25,9 @@ from pyspark.sql import SparkSession
 
 from binance_etl.db import connect, redact, resolve_database_url, resolve_warehouse_url
 from binance_etl.settings import Settings, SettingsError, load_settings
+from etl.exchange import add_to_report, check_day
 from etl.extract import read_day
+from etl.klines_source import DayKlines, fetch_day_klines
 from etl.lake import Lake
 from etl.load import DbApiRunner, PostgresTarget, StatementRunner, load_day, load_day_redshift
 from etl.quality import (
@@ -139,13 +141,22 @@ def stage_day(
     seconds: dict[str, float] = {}
     # PostgreSQL's own per-symbol totals (the gate's reference) are computed in a thread while
     # the JVM starts and Spark reads: PostgreSQL works while the driver waits for the JVM.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="raw-totals") as pool:
+    # Binance's klines for the exchange check download in another thread meanwhile.
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="gate-reference") as pool:
         reference_future = pool.submit(_raw_reference, settings, day)
+        klines_future = pool.submit(_klines, settings, day)
         started = time.perf_counter()
         spark = spark or build_session(settings.spark_master)
         seconds["spark_start"] = time.perf_counter() - started
         return _stage(day, settings, spark, lake, database_url, seconds,
-                      reference_future.result, allow_empty=allow_empty)
+                      reference_future.result, klines_future.result, allow_empty=allow_empty)
+
+
+def _klines(settings: Settings, day: date) -> DayKlines | None:
+    if settings.exchange_check == "off":
+        return None
+    return fetch_day_klines(settings.binance_data_url, settings.binance_rest_url,
+                            settings.symbols, day)
 
 
 def _raw_reference(settings: Settings, day: date) -> dict[str, SymbolTotals]:
@@ -164,6 +175,7 @@ def _stage(
     database_url: str,
     seconds: dict[str, float],
     reference: Callable[[], dict[str, SymbolTotals]],
+    klines: Callable[[], DayKlines | None],
     *,
     allow_empty: bool,
 ) -> dict[str, Any]:
@@ -195,8 +207,14 @@ def _stage(
         allow_empty=allow_empty,
         gap_fail_threshold=settings.gap_fail_threshold,
     )
-    log_report(report)
     seconds["quality"] = time.perf_counter() - started
+    started = time.perf_counter()
+    day_klines = klines()  # downloaded beside Spark's work; usually ready by now
+    seconds["exchange_wait"] = time.perf_counter() - started
+    started = time.perf_counter()
+    add_to_report(report, check_day(facts, day_klines, settings.exchange_check))
+    seconds["exchange_check"] = time.perf_counter() - started
+    log_report(report)
 
     started = time.perf_counter()
     staged: dict[str, Any] = {}

@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from picows import WSError, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
-from binance_etl.ingest.backoff import Backoff
+from binance_etl.backoff import Backoff
 from binance_etl.ingest.streams import StreamGroup
 from binance_etl.ingest.trade import control_event
 

@@ -19,8 +19,8 @@ from typing import Any
 import httpx
 import psycopg
 
+from binance_etl.backoff import Backoff
 from binance_etl.db import connect, redact
-from binance_etl.ingest.backoff import Backoff
 from binance_etl.ingest.connection import StreamConnection
 from binance_etl.ingest.gaps import SymbolGaps
 from binance_etl.ingest.recovery import GapRecovery

@@ -32,8 +32,8 @@ from datetime import date
 
 import psycopg
 
+from binance_etl.backoff import Backoff
 from binance_etl.db import connect, redact
-from binance_etl.ingest.backoff import Backoff
 from binance_etl.ingest.trade import COLUMNS, Trade
 from binance_etl.schema import ensure_partitions
 

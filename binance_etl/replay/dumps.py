@@ -14,6 +14,10 @@ ones, for tests) under `<dumps-dir>/<SYMBOL>/<file>`, the layout the replay serv
 
     python -m binance_etl.replay.dumps --dumps-dir data/dumps --symbols BTCUSDT \
         --from 2025-09-01 --to 2025-09-02 --trades 100000
+
+Beside each trade dump it writes the day's 1m klines dump made from the same trades,
+`<dumps-dir>/klines/<SYMBOL>/1m/<SYMBOL>-1m-YYYY-MM-DD.zip` (+ `.CHECKSUM`), served at Binance's
+`/data/spot/daily/klines/<SYMBOL>/1m/<file>`; `--klines-fault` makes it disagree.
 """
 
 from __future__ import annotations
@@ -25,13 +29,21 @@ import random
 import struct
 import sys
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
+from binance_etl.replay.klines import (
+    KLINE_FAULTS,
+    KlineFault,
+    KlineRow,
+    TradeUnits,
+    build_klines,
+    csv_lines,
+)
 from binance_etl.settings import parse_symbols
 
 logger = logging.getLogger(__name__)
@@ -187,12 +199,52 @@ def write_dump(
         digit = data.index(b",", 30 + name_length + extra_length) + 1  # the first price's digit
         data[digit] = ord("1") if data[digit] != ord("1") else ord("2")
         path.write_bytes(bytes(data))
+    return _publish_checksum(path, bad=fault == "bad-checksum")
+
+
+def _publish_checksum(path: Path, *, bad: bool = False) -> DumpFiles:
     sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
-    if fault == "bad-checksum":
+    if bad:
         sha256 = hashlib.sha256(sha256.encode()).hexdigest()
     checksum_path = path.with_name(path.name + ".CHECKSUM")
     checksum_path.write_text(f"{sha256}  {path.name}\n")
     return DumpFiles(path, checksum_path, sha256)
+
+
+def klines_path(dumps_dir: str | Path, symbol: str, day: date) -> Path:
+    return Path(dumps_dir) / "klines" / symbol / "1m" / f"{symbol}-1m-{day:%Y-%m-%d}.zip"
+
+
+def write_klines_dump(
+    dumps_dir: str | Path,
+    symbol: str,
+    day: date,
+    trades: Iterable[DumpTrade],
+    *,
+    unit: TimeUnit | None = None,
+    fault: KlineFault | None = None,
+) -> DumpFiles:
+    """The day's 1m klines of `trades` (all 1,440 minutes) as Binance's klines dump and its
+    `.CHECKSUM`, under `<dumps_dir>/klines/<SYMBOL>/1m/`; `fault` as in `replay.klines`."""
+    start_ms = day_start_us(day) // 1000
+    units = (TradeUnits(trade.time_us // 1000, trade.price_e8, trade.quantity_e8,
+                        trade.is_buyer_maker) for trade in trades)
+    rows = build_klines(units, start_ms, start_ms + US_PER_DAY // 1000, fault=fault)
+    return write_klines_rows(dumps_dir, symbol, day, rows, unit=unit)
+
+
+def write_klines_rows(dumps_dir: str | Path, symbol: str, day: date, rows: Sequence[KlineRow],
+                      *, unit: TimeUnit | None = None) -> DumpFiles:
+    """Klines already made (e.g. by a benchmark from PostgreSQL) as the day's klines dump."""
+    unit = unit or default_time_unit(day)
+    path = klines_path(dumps_dir, symbol, day)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        info = zipfile.ZipInfo(path.name.removesuffix(".zip") + ".csv",
+                               date_time=(day.year, day.month, day.day, 0, 0, 0))
+        info.compress_type = zipfile.ZIP_DEFLATED
+        archive.writestr(info, csv_lines(rows, unit))
+    return _publish_checksum(path)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -210,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trades", type=int, default=100_000, help="trades per symbol and day")
     parser.add_argument("--unit", choices=["ms", "us"], help="default: as Binance for the date")
     parser.add_argument("--fault", choices=FAULTS)
+    parser.add_argument("--klines-fault", choices=KLINE_FAULTS,
+                        help="make the klines dumps disagree with the trades")
     args = parser.parse_args(argv)
     try:
         symbols = parse_symbols(args.symbols)
@@ -222,10 +276,17 @@ def main(argv: list[str] | None = None) -> int:
     first_id = 1_000_000
     while day <= args.last:
         for symbol in symbols:
-            trades = generate_trades(symbol, day, args.trades, first_id=first_id, unit=args.unit)
-            files = write_dump(args.dumps_dir, symbol, day, trades, unit=args.unit,
-                               fault=args.fault)
-            logger.info("wrote %s (%d trades)", files.zip_path, args.trades)
+            # the generator is seeded by symbol and day: two passes give the same trades
+            files = write_dump(args.dumps_dir, symbol, day,
+                               generate_trades(symbol, day, args.trades, first_id=first_id,
+                                               unit=args.unit),
+                               unit=args.unit, fault=args.fault)
+            klines = write_klines_dump(args.dumps_dir, symbol, day,
+                                       generate_trades(symbol, day, args.trades,
+                                                       first_id=first_id, unit=args.unit),
+                                       unit=args.unit, fault=args.klines_fault)
+            logger.info("wrote %s (%d trades) and %s", files.zip_path, args.trades,
+                        klines.zip_path)
         first_id += args.trades
         day += timedelta(days=1)
     return 0

@@ -9,6 +9,7 @@ for symbol S").
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -102,6 +103,27 @@ class Tape:
             return []
         start = max(from_id - self.first_id, 0)
         return self._trades[start : start + limit]
+
+    def between(self, start_ms: int, end_ms: int) -> list[Trade]:
+        """Kept trades with start_ms <= time < end_ms (times never decrease along the tape)."""
+        low = bisect_left(self._trades, start_ms, key=lambda trade: trade.time_ms)
+        high = bisect_left(self._trades, end_ms, lo=low, key=lambda trade: trade.time_ms)
+        return self._trades[low:high]
+
+    def before(self, time_ms: int) -> Trade | None:
+        """The last kept trade before `time_ms`."""
+        index = bisect_left(self._trades, time_ms, key=lambda trade: trade.time_ms)
+        return self._trades[index - 1] if index else None
+
+    @property
+    def known_from_ms(self) -> int | None:
+        """The first minute whose trades the tape holds in full: the first trade's minute, or
+        the next one once older trades were dropped."""
+        if not self._trades:
+            return None
+        first = self._trades[0].time_ms
+        minute = first - first % 60_000
+        return minute if self.produced == len(self._trades) else minute + 60_000
 
     def recent(self, limit: int) -> list[Trade]:
         return self._trades[-limit:] if limit > 0 else []

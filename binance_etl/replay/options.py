@@ -11,6 +11,7 @@ import argparse
 from collections.abc import Sequence
 from dataclasses import MISSING, dataclass, field, fields
 
+from binance_etl.replay.klines import KLINE_FAULTS
 from binance_etl.settings import parse_symbols
 
 
@@ -32,7 +33,8 @@ class FeedOptions:
     trade_log: str | None = field(default=None, metadata=_help(
         "write every trade the market produces to this file (CSV or JSONL)"))
     dumps_dir: str | None = field(default=None, metadata=_help(
-        "serve <dir>/<SYMBOL>/<file> at /data/spot/daily/trades/<SYMBOL>/<file>"))
+        "serve <dir>/<SYMBOL>/<file> at /data/spot/daily/trades/<SYMBOL>/<file> and "
+        "<dir>/klines/<SYMBOL>/1m/<file> at /data/spot/daily/klines/<SYMBOL>/1m/<file>"))
     max_trades: int | None = field(default=None, metadata=_help(
         "stop producing a symbol after this many trades"))
     start_paused: bool = field(default=False, metadata=_help(
@@ -72,6 +74,9 @@ class FeedOptions:
     retry_after: int = field(default=1, metadata=_help("Retry-After seconds sent with a 429"))
     ban_seconds: int = field(default=5, metadata=_help(
         "418 ban length for a client that ignores Retry-After"))
+    klines_fault: str | None = field(default=None, metadata=_help(
+        "REST klines disagree with the trades: kline-off (one close 1e-8 off) or trade-missing "
+        "(one trade counted that was never published)"))
 
     def __post_init__(self) -> None:
         self.symbols = parse_symbols(self.symbols)
@@ -81,6 +86,8 @@ class FeedOptions:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1")
+        if self.klines_fault not in (None, *KLINE_FAULTS):
+            raise ValueError(f"klines_fault must be one of {', '.join(KLINE_FAULTS)}")
         if self.max_streams < 1 or self.control_rate < 1 or self.chunk < 1:
             raise ValueError("max_streams, control_rate and chunk must be >= 1")
 

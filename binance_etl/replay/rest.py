@@ -14,14 +14,24 @@ import orjson
 
 from binance_etl.replay.exchange import exchange_info
 from binance_etl.replay.frames import rest_trades
+from binance_etl.replay.klines import (
+    MINUTE_MS,
+    KlineFault,
+    TradeUnits,
+    build_klines,
+    checksum_line,
+    fault_klines_zip,
+    rest_body,
+)
 from binance_etl.replay.limits import WeightLimiter
 from binance_etl.replay.market import Market
 
 # Binance request weights of the endpoints served here.
 WEIGHTS = {"/api/v3/ping": 1, "/api/v3/time": 1, "/api/v3/exchangeInfo": 20,
-           "/api/v3/trades": 25, "/api/v3/historicalTrades": 25}
+           "/api/v3/trades": 25, "/api/v3/historicalTrades": 25, "/api/v3/klines": 2}
 MAX_LIMIT = 1000
 DUMP_PREFIX = "/data/spot/daily/trades/"
+KLINES_PREFIX = "/data/spot/daily/klines/"
 _DUMP_SYMBOL = re.compile(r"^[A-Z0-9]{1,20}$")
 _DUMP_FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}$")
 JSON = "application/json;charset=UTF-8"
@@ -88,8 +98,11 @@ def _int(query: dict[str, list[str]], name: str, default: int, low: int = 0,
 
 class RestApi:
     def __init__(self, market: Market, limiter: WeightLimiter, control: FeedControl,
-                 dumps_dir: str | None = None) -> None:
+                 dumps_dir: str | None = None, *, klines_fault: str | None = None) -> None:
         self.market = market
+        self.klines_fault: KlineFault | None = (
+            "kline-off" if klines_fault == "kline-off"
+            else "trade-missing" if klines_fault == "trade-missing" else None)
         self.limiter = limiter
         self.control = control
         self.dumps_dir = Path(dumps_dir).resolve() if dumps_dir else None
@@ -102,6 +115,8 @@ class RestApi:
             return self._api(path, query, ip)
         if path.startswith(DUMP_PREFIX):
             return self._dump(path[len(DUMP_PREFIX):])
+        if path.startswith(KLINES_PREFIX):
+            return self._klines_dump(path[len(KLINES_PREFIX):])
         if path.startswith("/_replay/"):
             try:
                 return self._control(path, query)
@@ -142,9 +157,43 @@ class RestApi:
                                             time.time_ns() // 1_000_000, self.limiter.limit))
         symbol = self._symbol(query)
         limit = _int(query, "limit", 500, 1, MAX_LIMIT)
+        if path == "/api/v3/klines":
+            return self._klines(symbol, query, limit)
         from_id = _opt_int(query, "fromId") if path == "/api/v3/historicalTrades" else None
         return Response(200, rest_trades(self.market.trades(symbol, from_id, limit)),
                         {"Content-Type": JSON})
+
+    def _klines(self, symbol: str, query: dict[str, list[str]], limit: int) -> Response:
+        """1m klines of the trades the market produced (`binance_etl.replay.klines`), from the
+        first minute the tape holds in full up to the current (still open) minute."""
+        interval = _one(query, "interval")
+        if not interval:
+            raise BadRequest(-1102, "Mandatory parameter 'interval' was not sent, was "
+                                    "empty/null, or malformed.")
+        if interval != "1m":
+            raise BadRequest(-1120, "Invalid interval.")
+        now_ms = time.time_ns() // 1_000_000
+        tape = self.market.tapes[symbol]
+        known = tape.known_from_ms
+        start = _opt_int(query, "startTime")
+        end = _opt_int(query, "endTime")
+        last = min(now_ms if end is None else end, now_ms)
+        last -= last % MINUTE_MS  # the open time of the last kline served
+        if start is None:
+            first = last - (limit - 1) * MINUTE_MS
+        else:
+            first = start + (-start) % MINUTE_MS  # klines opening at or after startTime
+        if known is None or last < known:
+            return _json(200, [])
+        first = max(first, known)
+        last = min(last, first + (limit - 1) * MINUTE_MS)
+        previous = tape.before(first)
+        units = (TradeUnits(trade.time_ms, int(trade.price.scaleb(8)),
+                            int(trade.quantity.scaleb(8)), trade.is_buyer_maker)
+                 for trade in tape.between(first, last + MINUTE_MS))
+        rows = build_klines(units, first, last + MINUTE_MS,
+                            int(previous.price.scaleb(8)) if previous else 0, self.klines_fault)
+        return Response(200, rest_body(rows), {"Content-Type": JSON})
 
     def _symbol(self, query: dict[str, list[str]]) -> str:
         symbol = _one(query, "symbol")
@@ -180,10 +229,33 @@ class RestApi:
     # Daily dump files -------------------------------------------------------------------------
     def _dump(self, rest: str) -> Response:
         pieces = rest.split("/")
-        if (self.dumps_dir is None or len(pieces) != 2 or not _DUMP_SYMBOL.match(pieces[0])
-                or not _DUMP_FILE.match(pieces[1]) or ".." in pieces[1]):
+        if self.dumps_dir is None or len(pieces) != 2:
             return Response(404, b"Not Found", {"Content-Type": "text/plain"})
-        file = self.dumps_dir / pieces[0] / pieces[1]
+        return self._file(self.dumps_dir, pieces[0], pieces[1])
+
+    def _klines_dump(self, rest: str) -> Response:
+        """`<SYMBOL>/1m/<file>` from `<dumps-dir>/klines/<SYMBOL>/1m/<file>`; with a klines
+        fault the zip is spoiled on the way out and its `.CHECKSUM` made to match."""
+        pieces = rest.split("/")
+        if len(pieces) != 3 or pieces[1] != "1m" or self.dumps_dir is None:
+            return Response(404, b"Not Found", {"Content-Type": "text/plain"})
+        name, root = pieces[2], self.dumps_dir / "klines"
+        if self.klines_fault is None:
+            return self._file(root, pieces[0], "1m", name)
+        zip_name = name.removesuffix(".CHECKSUM")
+        response = self._file(root, pieces[0], "1m", zip_name)
+        if response.status != 200:
+            return response
+        body = fault_klines_zip(response.body, self.klines_fault)  # deterministic bytes
+        if name == zip_name:
+            return Response(200, body, response.headers)
+        return Response(200, checksum_line(body, zip_name), {"Content-Type": "text/plain"})
+
+    def _file(self, root: Path, symbol: str, *rest: str) -> Response:
+        name = rest[-1]
+        if not _DUMP_SYMBOL.match(symbol) or not _DUMP_FILE.match(name) or ".." in name:
+            return Response(404, b"Not Found", {"Content-Type": "text/plain"})
+        file = root.joinpath(symbol, *rest)
         if not file.is_file():
             return Response(404, b"Not Found", {"Content-Type": "text/plain"})
         kind = "application/zip" if file.suffix == ".zip" else "text/plain"

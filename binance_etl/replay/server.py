@@ -66,7 +66,8 @@ class FeedServer:
         self.limiter = WeightLimiter(options.weight_limit, fail_every=options.rest_429_every,
                                      retry_after=options.retry_after,
                                      ban_seconds=options.ban_seconds)
-        self.rest = RestApi(self.market, self.limiter, self, options.dumps_dir)
+        self.rest = RestApi(self.market, self.limiter, self, options.dumps_dir,
+                            klines_fault=options.klines_fault)
         self.connections: set[Connection] = set()
         self.frames_sent_closed = 0
         self.connections_total = 0

@@ -17,6 +17,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from tests.httpserver import serving
+
 PREFIX = "/data/spot/daily/trades/"
 
 
@@ -77,17 +79,9 @@ def dump_server(tmp_path: Path) -> Iterator[DumpServer]:
     dumps_dir = tmp_path / "dumps"
     dumps_dir.mkdir()
     state = DumpServer(url="", dumps_dir=dumps_dir)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    server.daemon_threads = True
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, name="dump-server", daemon=True)
-    thread.start()
-    try:
+    with serving(_handler(state), "dump-server") as url:
+        state.url = url
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
 
 
 @pytest.fixture

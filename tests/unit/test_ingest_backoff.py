@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from binance_etl.ingest.backoff import Backoff
+from binance_etl.backoff import Backoff
 
 
 def test_delays_double_up_to_the_cap_with_jitter_in_the_upper_half() -> None:

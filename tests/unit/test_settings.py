@@ -34,6 +34,7 @@ def test_defaults(monkeypatch, tmp_path):
         ("SPARK_MASTER", "yarn"),
         ("DATABASE_URL", "mysql://x"),
         ("BATCH_MAX_TRADES", "lots"),
+        ("EXCHANGE_CHECK", "sometimes"),
         ("AIRFLOW_WAREHOUSE", "redshift"),
         ("AIRFLOW_REDSHIFT_CONN_ID", ""),
         ("AIRFLOW_AWS_CONN_ID", "aws default"),
