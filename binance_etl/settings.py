@@ -97,6 +97,11 @@ class Settings(BaseSettings):
     airflow_wait_for_raw_day: bool = True
     airflow_raw_day_timeout_minutes: int = Field(default=360, ge=1)
     airflow_raw_day_poke_seconds: int = Field(default=300, ge=5)
+    # The dashboard (issue 13): the longest range `GET /api/bars` serves, the age past which a
+    # symbol's last stored trade marks it stale, and how many recent days the Days view lists.
+    dashboard_max_range_days: int = Field(default=7, ge=1, le=366)
+    dashboard_stale_seconds: float = Field(default=60.0, gt=0)
+    dashboard_days: int = Field(default=7, ge=1, le=90)
 
     @field_validator("symbols", mode="before")
     @classmethod
