@@ -80,7 +80,7 @@ def create_app(settings: Settings, sources: Sources) -> dash.Dash:
         __name__,
         title="binance-etl dashboard",
         serve_locally=True,
-        update_title=None,
+        update_title="",  # no "Updating..." flicker in the tab title every second
         suppress_callback_exceptions=False,
     )
     app.layout = partial(layout_for_request, settings)  # per page load: reads ?symbol=&day=
