@@ -7,17 +7,16 @@ JavaScript from their own wheels (`serve_locally`): the page fetches nothing fro
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from functools import partial
 from typing import Any
+from urllib.parse import parse_qs
 
 import dash
 import orjson
 from dash import Input, Output, State, dcc, html
-from flask import Response, has_request_context, request
+from flask import Response, request
 
 from binance_etl.db import resolve_database_url, resolve_warehouse_url
 from binance_etl.settings import Settings, SettingsError
@@ -30,7 +29,13 @@ from dashboard.bars import (
     parse_bars_query,
 )
 from dashboard.charts import candle_figure, empty_figure
-from dashboard.queries import Database, DatabaseUnavailable, ping, warehouse_days
+from dashboard.queries import (
+    Database,
+    DatabaseUnavailable,
+    live_version,
+    ping,
+    warehouse_days,
+)
 from dashboard.status import DayStatus, DaysView, SymbolHealth, symbol_health
 from etl.lake import Lake
 from etl.utils import parse_lake_uri
@@ -83,7 +88,7 @@ def create_app(settings: Settings, sources: Sources) -> dash.Dash:
         update_title="",  # no "Updating..." flicker in the tab title every second
         suppress_callback_exceptions=False,
     )
-    app.layout = partial(layout_for_request, settings)  # per page load: reads ?symbol=&day=
+    app.layout = layout(settings)
     register_callbacks(app, settings, sources)
     register_api(app, settings, sources)
     return app
@@ -109,27 +114,14 @@ def register_api(app: dash.Dash, settings: Settings, sources: Sources) -> None:
 
 
 # -- the page --------------------------------------------------------------------------------
-def layout_for_request(settings: Settings) -> html.Div:
-    """The page; `/?symbol=ETHUSDT&day=2025-09-10` opens on that symbol and warehouse day."""
-    symbol, day = settings.symbols[0], LIVE
-    if has_request_context():
-        asked = request.args.get("symbol", "").upper()
-        symbol = asked if asked in settings.symbols else symbol
-        try:
-            day = date.fromisoformat(request.args.get("day", "")).isoformat()
-        except ValueError:
-            day = LIVE
-    return layout(settings, symbol, day)
-
-
-def layout(settings: Settings, symbol: str, day: str) -> html.Div:
+def layout(settings: Settings) -> html.Div:
     candles = html.Div([
         html.Div([
             html.Label(["Symbol", dcc.Dropdown(
-                id="symbol", options=settings.symbols, value=symbol,
+                id="symbol", options=settings.symbols, value=settings.symbols[0],
                 clearable=False)], className="picker"),
             html.Label(["Day", dcc.Dropdown(
-                id="day", options=day_choices(day), value=day,
+                id="day", options=day_choices(), value=LIVE,
                 clearable=False)], className="picker"),
         ], className="pickers"),
         html.Div(id="candles-status", className="status"),
@@ -141,6 +133,7 @@ def layout(settings: Settings, symbol: str, day: str) -> html.Div:
                className="note"),
     ])
     return html.Div([
+        dcc.Location(id="url", refresh=False),
         html.H1("binance-etl"),
         html.Div(id="db-status", className="status"),
         dcc.Tabs(id="tabs", value="candles", children=[
@@ -151,49 +144,78 @@ def layout(settings: Settings, symbol: str, day: str) -> html.Div:
         dcc.Interval(id="tick", interval=LIVE_REFRESH_MS),
         dcc.Interval(id="health-tick", interval=HEALTH_REFRESH_MS),
         dcc.Interval(id="days-tick", interval=DAYS_REFRESH_MS),
-        dcc.Store(id="signature"),
+        dcc.Store(id="live-version"),
     ], className="page")
 
 
 def register_callbacks(app: dash.Dash, settings: Settings, sources: Sources) -> None:
     days_view = DaysView(sources.raw, sources.warehouse, sources.lake, settings.dashboard_days)
 
-    @app.callback(Output("day", "options"), Input("days-tick", "n_intervals"))
-    def day_options(_: int | None) -> Any:
+    @app.callback(
+        Output("symbol", "value"), Output("day", "value"), Output("day", "options"),
+        Input("url", "search"), Input("days-tick", "n_intervals"),
+    )
+    def pickers(search: str | None, _: int | None) -> Any:
+        """The days the warehouse holds; `/?symbol=ETHUSDT&day=2025-09-10` opens on that
+        symbol and day (only when the address changes, not on each refresh)."""
+        asked = parse_qs((search or "").lstrip("?"))
+        symbol = asked.get("symbol", [""])[0].upper()
         try:
-            loaded = warehouse_days(sources.warehouse)
+            day = date.fromisoformat(asked.get("day", [""])[0]).isoformat()
+        except ValueError:
+            day = None
+        try:
+            loaded = [day.isoformat() for day in warehouse_days(sources.warehouse)]
         except DatabaseUnavailable:
-            return dash.no_update
-        return day_choices(*(day.isoformat() for day in loaded))
+            loaded = []
+        options = day_choices(*loaded, *([day] if day and day not in loaded else []))
+        if set(dash.ctx.triggered_prop_ids.values()) == {"days-tick"}:
+            return dash.no_update, dash.no_update, options
+        return (symbol if symbol in settings.symbols else dash.no_update,
+                day or dash.no_update, options)
 
     @app.callback(
-        Output("candles", "figure"), Output("signature", "data"), Output("candles-status",
-                                                                         "children"),
-        Input("symbol", "value"), Input("day", "value"), Input("tick", "n_intervals"),
-        State("signature", "data"),
+        Output("live-version", "data"), Output("candles-status", "children"),
+        Input("tick", "n_intervals"), State("symbol", "value"), State("day", "value"),
+        State("live-version", "data"),
     )
-    def candles(symbol: str, day: str, _: int | None, signature: str | None) -> Any:
-        if dash.ctx.triggered_id == "tick" and day != LIVE:
-            return dash.no_update, dash.no_update, dash.no_update  # a past day does not change
+    def poll_live(_: int | None, symbol: str | None, day: str | None,
+                  version: str | None) -> Any:
+        """Every second, a cheap check of today's bars; the chart redraws only on a change."""
+        if not symbol or (day or LIVE) != LIVE:
+            return dash.no_update, dash.no_update
+        today = day_start(datetime.now(UTC).date())
+        try:
+            current = f"{symbol}|{today:%F}|" + live_version(
+                sources.raw, symbol, today, today + timedelta(days=1))
+        except DatabaseUnavailable as error:
+            return dash.no_update, f"Database unavailable: {error}"
+        return (dash.no_update if current == version else current), ""
+
+    @app.callback(
+        Output("candles", "figure"), Output("candles-status", "children", allow_duplicate=True),
+        Input("symbol", "value"), Input("day", "value"), Input("live-version", "data"),
+        prevent_initial_call="initial_duplicate",
+    )
+    def candles(symbol: str | None, day: str | None, _: str | None) -> Any:
+        if not symbol:
+            return dash.no_update, dash.no_update
+        day = day or LIVE
         when = datetime.now(UTC).date() if day == LIVE else date.fromisoformat(day)
         query = BarsQuery(symbol, day_start(when), day_start(when) + timedelta(days=1))
         try:
-            text = fetch_bars_json(sources.warehouse, sources.raw, query)
+            bars = orjson.loads(fetch_bars_json(sources.warehouse, sources.raw, query))
         except DatabaseUnavailable as error:
-            return dash.no_update, dash.no_update, f"Database unavailable: {error}"
-        key = f"{symbol}|{day}|{hashlib.blake2b(text, digest_size=16).hexdigest()}"
-        if key == signature:
-            return dash.no_update, dash.no_update, ""
-        bars = orjson.loads(text)
+            return dash.no_update, f"Database unavailable: {error}"
         if not bars:
             what = "no live bars yet today" if day == LIVE else "no bars that day"
-            return empty_figure(f"{symbol}: {what}"), key, ""
+            return empty_figure(f"{symbol}: {what}"), ""
         provisional = sum(1 for bar in bars if not bar["complete"])
         sources_seen = sorted({bar["source"] for bar in bars})
         title = (f"{symbol} · {when} UTC · {len(bars)} bars"
                  f"{f' ({provisional} provisional)' if provisional else ''}"
                  f" · {' + '.join(sources_seen)}")
-        return candle_figure(bars, title, revision=f"{symbol}|{day}"), key, ""
+        return candle_figure(bars, title, revision=f"{symbol}|{day}"), ""
 
     @app.callback(Output("days", "children"), Input("days-tick", "n_intervals"),
                   Input("tabs", "value"))

@@ -8,9 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import plotly.graph_objects as go
-from plotly.subplots import make_subplots
-
 FINAL = {"increasing": "#26a69a", "decreasing": "#ef5350"}
 PROVISIONAL = {"increasing": "#9ccfc9", "decreasing": "#f3a8a6"}
 VWAP_COLOR = "#ff9800"
@@ -26,83 +23,87 @@ def hover_text(bar: dict[str, Any]) -> str:
 
 
 def _candles(bars: list[dict[str, Any]], name: str, colors: dict[str, str],
-             opacity: float) -> go.Candlestick:
-    return go.Candlestick(
-        x=[bar["minute"] for bar in bars],
-        open=[float(bar["open"]) for bar in bars],
-        high=[float(bar["high"]) for bar in bars],
-        low=[float(bar["low"]) for bar in bars],
-        close=[float(bar["close"]) for bar in bars],
-        customdata=[[bar[field] for field in HOVER_FIELDS] for bar in bars],
-        hovertext=[hover_text(bar) for bar in bars],
-        hoverinfo="text",
-        name=name,
-        opacity=opacity,
-        increasing={"line": {"color": colors["increasing"]}, "fillcolor": colors["increasing"]},
-        decreasing={"line": {"color": colors["decreasing"]}, "fillcolor": colors["decreasing"]},
-        xaxis="x",
-        yaxis="y",
-    )
+             opacity: float) -> dict[str, Any]:
+    return {
+        "type": "candlestick",
+        "name": name,
+        "x": [bar["minute"] for bar in bars],
+        "open": [float(bar["open"]) for bar in bars],
+        "high": [float(bar["high"]) for bar in bars],
+        "low": [float(bar["low"]) for bar in bars],
+        "close": [float(bar["close"]) for bar in bars],
+        "customdata": [[bar[field] for field in HOVER_FIELDS] for bar in bars],
+        "hovertext": [hover_text(bar) for bar in bars],
+        "hoverinfo": "text",
+        "opacity": opacity,
+        "increasing": {"line": {"color": colors["increasing"]},
+                       "fillcolor": colors["increasing"]},
+        "decreasing": {"line": {"color": colors["decreasing"]},
+                       "fillcolor": colors["decreasing"]},
+        "xaxis": "x",
+        "yaxis": "y",
+    }
 
 
-def candle_figure(bars: list[dict[str, Any]], title: str, revision: str) -> go.Figure:
+def candle_figure(bars: list[dict[str, Any]], title: str, revision: str) -> dict[str, Any]:
     """Candlesticks (final bars solid, provisional ones pale and marked), the VWAP line and the
-    volume bars below, on a UTC time axis."""
+    volume bars below on the same UTC time axis. A plain figure dict: building 1,440 bars
+    through plotly's validating graph objects costs far more than drawing them."""
     final = [bar for bar in bars if bar["complete"]]
     provisional = [bar for bar in bars if not bar["complete"]]
-    figure = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.75, 0.25],
-                           vertical_spacing=0.03)
-    figure.add_trace(_candles(final, "final bars", FINAL, 1.0), row=1, col=1)
-    figure.add_trace(_candles(provisional, "provisional bars", PROVISIONAL, 0.7), row=1, col=1)
     with_vwap = [bar for bar in bars if bar["vwap"] is not None]
-    figure.add_trace(
-        go.Scatter(
-            x=[bar["minute"] for bar in with_vwap],
-            y=[float(bar["vwap"]) for bar in with_vwap],
-            customdata=[bar["vwap"] for bar in with_vwap],
-            hovertemplate="vwap %{customdata}<extra></extra>",
-            mode="lines", name="VWAP", line={"color": VWAP_COLOR, "width": 1.5},
-        ),
-        row=1, col=1,
-    )
-    figure.add_trace(
-        go.Bar(
-            x=[bar["minute"] for bar in bars],
-            y=[float(bar["volume"]) for bar in bars],
-            customdata=[[bar["volume"], bar["trades"]] for bar in bars],
-            hovertemplate="volume %{customdata[0]}<br>trades %{customdata[1]}<extra></extra>",
-            marker={
+    data = [
+        _candles(final, "final bars", FINAL, 1.0),
+        _candles(provisional, "provisional bars", PROVISIONAL, 0.7),
+        {
+            "type": "scatter", "mode": "lines", "name": "VWAP",
+            "x": [bar["minute"] for bar in with_vwap],
+            "y": [float(bar["vwap"]) for bar in with_vwap],
+            "customdata": [bar["vwap"] for bar in with_vwap],
+            "hovertemplate": "vwap %{customdata}<extra></extra>",
+            "line": {"color": VWAP_COLOR, "width": 1.5},
+            "xaxis": "x", "yaxis": "y",
+        },
+        {
+            "type": "bar", "name": "volume",
+            "x": [bar["minute"] for bar in bars],
+            "y": [float(bar["volume"]) for bar in bars],
+            "customdata": [[bar["volume"], bar["trades"]] for bar in bars],
+            "hovertemplate": "volume %{customdata[0]}<br>trades %{customdata[1]}<extra></extra>",
+            "marker": {
                 "color": [FINAL["increasing"] if bar["complete"] else PROVISIONAL["increasing"]
                           for bar in bars],
                 "line": {"width": [0 if bar["complete"] else 1 for bar in bars],
                          "color": "#555"},
             },
-            name="volume",
-        ),
-        row=2, col=1,
-    )
-    figure.update_layout(
-        title={"text": title, "x": 0.01},
-        uirevision=revision,  # live redraws keep the user's zoom
-        margin={"l": 60, "r": 20, "t": 50, "b": 30},
-        height=620,
-        hovermode="closest",
-        legend={"orientation": "h", "y": 1.02, "x": 0.5, "xanchor": "center"},
-        xaxis_rangeslider_visible=False,
-        template="plotly_white",
-    )
-    figure.update_xaxes(title_text="UTC", row=2, col=1)
-    figure.update_yaxes(title_text="price", row=1, col=1)
-    figure.update_yaxes(title_text="volume", row=2, col=1)
-    return figure
+            "xaxis": "x", "yaxis": "y2",
+        },
+    ]
+    layout = {
+        "title": {"text": title, "x": 0.01},
+        "uirevision": revision,  # live redraws keep the user's zoom
+        "margin": {"l": 70, "r": 20, "t": 50, "b": 40},
+        "height": 620,
+        "hovermode": "x",  # a label per trace at the pointer's minute
+        "showlegend": True,
+        "legend": {"orientation": "h", "y": 1.02, "x": 0.5, "xanchor": "center"},
+        "xaxis": {"type": "date", "title": {"text": "UTC"}, "rangeslider": {"visible": False},
+                  "anchor": "y2"},
+        "yaxis": {"title": {"text": "price"}, "domain": [0.3, 1.0]},
+        "yaxis2": {"title": {"text": "volume"}, "domain": [0.0, 0.24]},
+        "plot_bgcolor": "white",
+        "paper_bgcolor": "white",
+    }
+    return {"data": data, "layout": layout}
 
 
-def empty_figure(message: str) -> go.Figure:
-    figure = go.Figure()
-    figure.update_layout(
-        annotations=[{"text": message, "showarrow": False, "xref": "paper", "yref": "paper",
-                      "x": 0.5, "y": 0.5, "font": {"size": 16}}],
-        xaxis={"visible": False}, yaxis={"visible": False}, height=620,
-        template="plotly_white",
-    )
-    return figure
+def empty_figure(message: str) -> dict[str, Any]:
+    return {
+        "data": [],
+        "layout": {
+            "annotations": [{"text": message, "showarrow": False, "xref": "paper",
+                             "yref": "paper", "x": 0.5, "y": 0.5, "font": {"size": 16}}],
+            "xaxis": {"visible": False}, "yaxis": {"visible": False}, "height": 620,
+            "plot_bgcolor": "white", "paper_bgcolor": "white",
+        },
+    }

@@ -111,6 +111,13 @@ WHERE symbol = %(symbol)s AND trade_minute >= %(start)s AND trade_minute < %(end
   AND date_trunc('day', trade_minute) <> ALL (%(loaded)s::timestamptz[])
 """
 
+# Changes whenever a bar of the range is inserted or upserted: the live chart redraws on it.
+LIVE_VERSION_SQL = """
+SELECT count(*)::text || '|' || coalesce(max(updated_at)::text, '')
+FROM public.bars_1m
+WHERE symbol = %(symbol)s AND trade_minute >= %(start)s AND trade_minute < %(end)s
+"""
+
 WAREHOUSE_DAYS_SQL = """
 SELECT trade_date, count(*) FROM warehouse.fact_trades
 GROUP BY trade_date ORDER BY trade_date DESC LIMIT %(limit)s
@@ -173,6 +180,18 @@ def live_bars(
             row = conn.execute(LIVE_BARS_SQL, params).fetchone()
         except pg_errors.UndefinedTable:  # the raw store was never migrated
             return "[]"
+    assert row is not None
+    return str(row[0])
+
+
+def live_version(db: Database, symbol: str, start: datetime, end: datetime) -> str:
+    """A token that changes when any live bar of the symbol in [start, end) changes."""
+    with db.connection() as conn:
+        try:
+            row = conn.execute(LIVE_VERSION_SQL,
+                               {"symbol": symbol, "start": start, "end": end}).fetchone()
+        except pg_errors.UndefinedTable:
+            return ""
     assert row is not None
     return str(row[0])
 

@@ -29,17 +29,20 @@ from binance_etl.settings import Settings, load_settings
 DAY = date(2025, 8, 20)
 SYMBOLS = {
     # symbol: (first trade id on DAY, trades on DAY, base price, amplitude, tick, lot)
-    "BTCUSDT": (4_100_000_000, 4000, "112345.12", "900", "0.01", "0.00001234"),
+    "BTCUSDT": (4_100_000_000, 4000, "112345.12", "600", "0.01", "0.00001234"),
     "ETHUSDT": (2_200_000_000, 1500, "4321.07", "60", "0.01", "0.0003"),
 }
+QUIET_SYMBOL = "XRPUSDT"
 TODAY_ID_OFFSET = 50_000_000  # today's trade ids follow the past day's
 
 # Trades on a wave with noise, prices on the tick, spread evenly over [start, start + span).
 INSERT_TRADES_SQL = """
 INSERT INTO trades (symbol, trade_id, price, quantity, trade_time, event_time, is_buyer_maker)
 SELECT %(symbol)s, %(first)s + g,
-       round((%(base)s::numeric + %(amp)s::numeric * sin(g / 300.0)::numeric
-              + ((g * 7919) %% 500) * %(tick)s::numeric) / %(tick)s::numeric) * %(tick)s::numeric,
+       round((%(base)s::numeric
+              + %(amp)s::numeric * (sin(g / 500.0) + 0.3 * sin(g / 41.0))::numeric
+              + ((g * 7919) %% 500 - 250) * %(amp)s::numeric / 5000)
+             / %(tick)s::numeric) * %(tick)s::numeric,
        ((g * 104729) %% 99991 + 1) * %(lot)s::numeric,
        %(start)s + (g * (%(span_ms)s / %(n)s)) * interval '1 millisecond',
        %(start)s + (g * (%(span_ms)s / %(n)s) + 2) * interval '1 millisecond',
@@ -110,8 +113,11 @@ def dashboard_data(
         admin.execute(f'CREATE DATABASE "{name}"')
     url = with_database(pg_server_url, name)
     lake = tmp_path_factory.mktemp("dashboard") / "lake"
+    # XRPUSDT is configured but never traded: the Health view must call it stale. The others'
+    # last trades are minutes old by the time a test looks, so "stale" here means an hour.
     settings = load_settings(database_url=url, warehouse_url=url, lake_uri=str(lake),
-                             symbols=list(SYMBOLS), spark_master="local[2]", jdbc_partitions=2)
+                             symbols=[*SYMBOLS, QUIET_SYMBOL], spark_master="local[2]",
+                             jdbc_partitions=2, dashboard_stale_seconds=3600)
     now = datetime.now(UTC)
     today_start = max(now.replace(second=0, microsecond=0) - timedelta(minutes=20),
                       day_start(now.date()))
