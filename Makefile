@@ -39,8 +39,8 @@ integration: install
 test: install lint  ## everything CI runs: lint, type checks, unit and integration tests
 	$(PY) -m pytest -q
 
-demo: install  ## the pipeline end to end on local defaults
-	$(PY) -m scripts.demo
+demo: install  ## the pipeline end to end on local defaults; `make demo SERVE=1` keeps the dashboard up
+	$(PY) -m scripts.demo $(if $(SERVE),--serve)
 
 bench: install  ## benchmarks: print figures and ratios (not timed tests)
 	$(PY) -m bench
