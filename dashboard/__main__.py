@@ -30,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 <= args.port <= 65535:
         parser.error(f"--port {args.port} is not a TCP port")
     setup_logging()
+    # waitress warns at every queued request under load; the requests are served all the same.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     settings = load_settings()
     sources = open_sources(settings)
     app = create_app(settings, sources)

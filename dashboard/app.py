@@ -8,7 +8,7 @@ JavaScript from their own wheels (`serve_locally`): the page fetches nothing fro
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs
@@ -23,6 +23,7 @@ from binance_etl.settings import Settings, SettingsError
 from dashboard.bars import (
     BadRequest,
     BarsQuery,
+    FactsCache,
     bars_response,
     day_start,
     fetch_bars_json,
@@ -53,6 +54,7 @@ class Sources:
     raw: Database
     warehouse: Database
     lake: Lake
+    cache: FactsCache = field(default_factory=FactsCache)
 
     def close(self) -> None:
         self.raw.close()
@@ -106,7 +108,7 @@ def register_api(app: dash.Dash, settings: Settings, sources: Sources) -> None:
         except BadRequest as error:
             return error_response(400, str(error))
         try:
-            bars = fetch_bars_json(sources.warehouse, sources.raw, query)
+            bars = fetch_bars_json(sources.warehouse, sources.raw, query, sources.cache)
         except DatabaseUnavailable as error:
             logger.warning("GET /api/bars: %s", error)
             return error_response(503, str(error))
@@ -204,7 +206,8 @@ def register_callbacks(app: dash.Dash, settings: Settings, sources: Sources) -> 
         when = datetime.now(UTC).date() if day == LIVE else date.fromisoformat(day)
         query = BarsQuery(symbol, day_start(when), day_start(when) + timedelta(days=1))
         try:
-            bars = orjson.loads(fetch_bars_json(sources.warehouse, sources.raw, query))
+            bars = orjson.loads(fetch_bars_json(sources.warehouse, sources.raw, query,
+                                                sources.cache))
         except DatabaseUnavailable as error:
             return dash.no_update, f"Database unavailable: {error}"
         if not bars:

@@ -5,13 +5,15 @@ Warehouse facts where the symbol's day is loaded, live `bars_1m` otherwise (desi
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
 import orjson
 
 from binance_etl.settings import SYMBOL_RE
-from dashboard.queries import Database, live_bars, warehouse_bars
+from dashboard.queries import Database, live_bars, warehouse_bars, warehouse_version
 
 
 class BadRequest(ValueError):
@@ -75,10 +77,56 @@ def days_touched(start: datetime, end: datetime) -> list[datetime]:
     return [day_start(first + timedelta(days=n)) for n in range((last - first).days + 1)]
 
 
-def fetch_bars_json(warehouse: Database, raw: Database, query: BarsQuery) -> bytes:
+class FactsCache:
+    """The warehouse facts' JSON per (symbol, start, end), reused while the range's token (see
+    `queries.WAREHOUSE_VERSION_SQL`) is unchanged: a day's facts change only when the batch
+    reloads it. Least recently used entries go first past `max_bytes`."""
+
+    def __init__(self, max_bytes: int = 32 * 1024 * 1024) -> None:
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[tuple[str, datetime, datetime], tuple[str, str]] = \
+            OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, datetime, datetime], token: str) -> str | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or entry[0] != token:
+                return None
+            self._entries.move_to_end(key)
+            return entry[1]
+
+    def put(self, key: tuple[str, datetime, datetime], token: str, facts: str) -> None:
+        if len(facts) > self.max_bytes:
+            return
+        with self._lock:
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self._bytes -= len(old[1])
+            self._entries[key] = (token, facts)
+            self._bytes += len(facts)
+            while self._bytes > self.max_bytes:
+                _, (_, dropped) = self._entries.popitem(last=False)
+                self._bytes -= len(dropped)
+
+
+def fetch_bars_json(
+    warehouse: Database, raw: Database, query: BarsQuery, cache: FactsCache | None = None
+) -> bytes:
     """The bars of [start, end) as the JSON array of the contract, oldest first."""
     day_starts = days_touched(query.start, query.end)
-    loaded, facts = warehouse_bars(warehouse, query.symbol, query.start, query.end, day_starts)
+    key = (query.symbol, query.start, query.end)
+    loaded, token = warehouse_version(warehouse, query.symbol, query.start, query.end,
+                                      day_starts)
+    facts = "[]"
+    if loaded:
+        cached = cache.get(key, token) if cache is not None else None
+        if cached is None:
+            cached = warehouse_bars(warehouse, query.symbol, query.start, query.end)
+            if cache is not None:
+                cache.put(key, token, cached)
+        facts = cached
     if len(loaded) == len(day_starts):
         return facts.encode()
     live = live_bars(raw, query.symbol, query.start, query.end, loaded)

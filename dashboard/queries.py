@@ -91,16 +91,26 @@ _BAR_JSON = """json_build_object(
     'value', total_trade_value::text, 'vwap', vwap::text, 'trades', trade_count,
     'source', {source}, 'complete', {complete})"""
 
-WAREHOUSE_BARS_SQL = f"""
+# Which days of the range the warehouse holds for the symbol, and a token of the range's facts:
+# their count and newest writing transaction id. A load replaces a day in one transaction, so
+# any reload of a day in the range changes the token (a new xid is larger than every older
+# one); the facts' JSON is recomputed only then (dashboard.bars caches it).
+WAREHOUSE_VERSION_SQL = """
 SELECT
     ARRAY(SELECT s FROM unnest(%(day_starts)s::timestamptz[]) AS s
           WHERE EXISTS (SELECT 1 FROM warehouse.fact_trades f
                         WHERE f.symbol = %(symbol)s AND f.trade_minute >= s
                           AND f.trade_minute < s + interval '1 day')),
-    (SELECT coalesce(json_agg({_BAR_JSON.format(source="'warehouse'", complete="true")}
-                              ORDER BY trade_minute), '[]')::text
+    (SELECT count(*)::text || '|' || coalesce(max(xmin::text::bigint), 0)::text
      FROM warehouse.fact_trades
      WHERE symbol = %(symbol)s AND trade_minute >= %(start)s AND trade_minute < %(end)s)
+"""
+
+WAREHOUSE_BARS_SQL = f"""
+SELECT coalesce(json_agg({_BAR_JSON.format(source="'warehouse'", complete="true")}
+                         ORDER BY trade_minute), '[]')::text
+FROM warehouse.fact_trades
+WHERE symbol = %(symbol)s AND trade_minute >= %(start)s AND trade_minute < %(end)s
 """
 
 LIVE_BARS_SQL = f"""
@@ -156,18 +166,30 @@ ORDER BY s.symbol
 """
 
 
-def warehouse_bars(
+def warehouse_version(
     db: Database, symbol: str, start: datetime, end: datetime, day_starts: list[datetime]
 ) -> tuple[list[datetime], str]:
-    """(the days among `day_starts` the warehouse holds for the symbol, its bars as JSON)."""
+    """(the days among `day_starts` the warehouse holds for the symbol, the range's token)."""
     params = {"symbol": symbol, "start": start, "end": end, "day_starts": day_starts}
     with db.connection() as conn:
         try:
-            row = conn.execute(WAREHOUSE_BARS_SQL, params).fetchone()
+            row = conn.execute(WAREHOUSE_VERSION_SQL, params).fetchone()
         except pg_errors.UndefinedTable:  # the batch never ran: no warehouse yet
-            return [], "[]"
+            return [], ""
     assert row is not None
     return list(row[0]), str(row[1])
+
+
+def warehouse_bars(db: Database, symbol: str, start: datetime, end: datetime) -> str:
+    """The warehouse's bars of the symbol in [start, end), as JSON."""
+    params = {"symbol": symbol, "start": start, "end": end}
+    with db.connection() as conn:
+        try:
+            row = conn.execute(WAREHOUSE_BARS_SQL, params).fetchone()
+        except pg_errors.UndefinedTable:
+            return "[]"
+    assert row is not None
+    return str(row[0])
 
 
 def live_bars(

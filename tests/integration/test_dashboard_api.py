@@ -67,6 +67,21 @@ def test_bars_of_a_loaded_day_equal_the_warehouse_rows(
     assert len(first["open"].split(".")[1]) == 8
     assert Decimal(first["value"]) == Decimal(expected[0][6])
 
+    # The facts' JSON is cached per range until the day changes: a reload shows at once.
+    noon = start + timedelta(hours=12)
+    with connect(dashboard_data.url) as conn:
+        conn.execute("UPDATE warehouse.fact_trades SET close_price = close_price + 0.00000001 "
+                     "WHERE symbol = 'BTCUSDT' AND trade_minute = %s", (noon,))
+        conn.commit()
+        changed = get_bars(dashboard_url, "BTCUSDT", start.isoformat(), end.isoformat())
+        conn.execute("UPDATE warehouse.fact_trades SET close_price = close_price - 0.00000001 "
+                     "WHERE symbol = 'BTCUSDT' AND trade_minute = %s", (noon,))
+        conn.commit()
+    assert Decimal(changed.json()["bars"][720]["close"]) == Decimal(expected[720][4]) + \
+        Decimal("0.00000001")
+    restored = get_bars(dashboard_url, "BTCUSDT", start.isoformat(), end.isoformat())
+    assert restored.json() == body
+
 
 def test_live_bars_where_no_day_is_loaded_and_ranges_across_sources(
     dashboard_url: str, dashboard_data: DashboardData
