@@ -87,6 +87,7 @@ def create_app(settings: Settings, sources: Sources) -> dash.Dash:
         __name__,
         title="binance-etl dashboard",
         serve_locally=True,
+        eager_loading=True,  # plotly.js loads with the page, beside the first callbacks
         update_title="",  # no "Updating..." flicker in the tab title every second
         suppress_callback_exceptions=False,
     )
