@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# binance-etl: Airflow 3 (api-server, scheduler, dag-processor, triggerer), the Spark job and the
+# binance-etl: Airflow 3 (api-server, scheduler, dag-processor, triggerer), the Spark job, the
 # streamer and the dashboard in one image. Python 3.11 + Java 17 (Spark 4), dependencies from requirements.txt,
 # which is exported from uv.lock (`make requirements`), so the image has the locked versions.
 FROM python:3.11-slim-bookworm
