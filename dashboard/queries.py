@@ -83,13 +83,20 @@ class Database:
         self.pool.close()
 
 
-# One bar in the contract's shape; `%(source)s` is a bound parameter like everything else.
-_BAR_JSON = """json_build_object(
-    'minute', to_char(trade_minute AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
-    'open', open_price::text, 'high', max_price::text, 'low', min_price::text,
-    'close', close_price::text, 'volume', total_quantity::text,
-    'value', total_trade_value::text, 'vwap', vwap::text, 'trades', trade_count,
-    'source', {source}, 'complete', {complete})"""
+# The bars of a range in the contract's shape, as one JSON text: a row per bar, aggregated
+# (row_to_json's compact form). `{source}`, `{complete}` and `{table}` are filled from constants
+# below, never from input; every value is a bound parameter.
+_BARS_JSON = """
+SELECT coalesce(json_agg(b ORDER BY b.minute), '[]')::text
+FROM (SELECT to_char(trade_minute AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS minute,
+             open_price::text AS open, max_price::text AS high, min_price::text AS low,
+             close_price::text AS close, total_quantity::text AS volume,
+             total_trade_value::text AS value, vwap::text AS vwap, trade_count AS trades,
+             {source} AS source, {complete} AS complete
+      FROM {table}
+      WHERE symbol = %(symbol)s AND trade_minute >= %(start)s AND trade_minute < %(end)s
+      {where}) AS b
+"""
 
 # Which days of the range the warehouse holds for the symbol, and a token of the range's facts:
 # their count and newest writing transaction id. A load replaces a day in one transaction, so
@@ -106,20 +113,12 @@ SELECT
      WHERE symbol = %(symbol)s AND trade_minute >= %(start)s AND trade_minute < %(end)s)
 """
 
-WAREHOUSE_BARS_SQL = f"""
-SELECT coalesce(json_agg({_BAR_JSON.format(source="'warehouse'", complete="true")}
-                         ORDER BY trade_minute), '[]')::text
-FROM warehouse.fact_trades
-WHERE symbol = %(symbol)s AND trade_minute >= %(start)s AND trade_minute < %(end)s
-"""
+WAREHOUSE_BARS_SQL = _BARS_JSON.format(
+    source="'warehouse'", complete="true", table="warehouse.fact_trades", where="")
 
-LIVE_BARS_SQL = f"""
-SELECT coalesce(json_agg({_BAR_JSON.format(source="'live'", complete="complete")}
-                         ORDER BY trade_minute), '[]')::text
-FROM public.bars_1m
-WHERE symbol = %(symbol)s AND trade_minute >= %(start)s AND trade_minute < %(end)s
-  AND date_trunc('day', trade_minute) <> ALL (%(loaded)s::timestamptz[])
-"""
+LIVE_BARS_SQL = _BARS_JSON.format(
+    source="'live'", complete="complete", table="public.bars_1m",
+    where="AND date_trunc('day', trade_minute) <> ALL (%(loaded)s::timestamptz[])")
 
 # Changes whenever a bar of the range is inserted or upserted: the live chart redraws on it.
 LIVE_VERSION_SQL = """
