@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
-# binance-etl: Airflow 3 (api-server, scheduler, dag-processor, triggerer), the Spark job and the
-# streamer in one image. Python 3.11 + Java 17 (Spark 4), dependencies from requirements.txt,
+# binance-etl: Airflow 3 (api-server, scheduler, dag-processor, triggerer), the Spark job, the
+# streamer and the dashboard in one image. Python 3.11 + Java 17 (Spark 4), dependencies from requirements.txt,
 # which is exported from uv.lock (`make requirements`), so the image has the locked versions.
 FROM python:3.11-slim-bookworm
 
@@ -28,6 +28,7 @@ RUN pip install -r requirements.txt
 COPY pyproject.toml README.md /tmp/src/
 COPY binance_etl /tmp/src/binance_etl
 COPY etl /tmp/src/etl
+COPY dashboard /tmp/src/dashboard
 RUN pip install --no-deps /tmp/src && rm -rf /tmp/src
 COPY airflow.cfg stream.py ./
 COPY dags ./dags
@@ -47,6 +48,6 @@ RUN python -c "from etl.spark import build_session; build_session('local[1]').st
 # session start. Keyed to this image's JDK and pyspark; SPARK_CDS=off disables its use.
 RUN python -m etl.jvmcache
 
-EXPOSE 8080
+EXPOSE 8080 8050
 ENTRYPOINT ["/usr/bin/tini", "--"]
 CMD ["airflow", "api-server", "--port", "8080"]

@@ -39,8 +39,8 @@ integration: install
 test: install lint  ## everything CI runs: lint, type checks, unit and integration tests
 	$(PY) -m pytest -q
 
-demo: install  ## the pipeline end to end on local defaults
-	$(PY) scripts/demo.py
+demo: install  ## the pipeline end to end on local defaults; `make demo SERVE=1` keeps the dashboard up
+	$(PY) scripts/demo.py $(if $(SERVE),--serve)
 
 bench: install  ## benchmarks: print figures and ratios (not timed tests)
 	$(PY) -m bench

@@ -15,6 +15,7 @@ BENCHES = {
     "ingest": "stream.py: replay feed -> committed rows, lag, RSS, vs one INSERT per trade",
     "backfill": "daily dump -> raw trades, vs PostgreSQL's own COPY",
     "etl": "the daily batch on a 10M-trade day, vs COPY TO and GROUP BY in PostgreSQL",
+    "dashboard": "GET /api/bars under 20 clients; first candles and live redraw in Chromium",
 }
 
 

@@ -114,6 +114,11 @@ class Settings(BaseSettings):
         if text not in ("fail", "warn", "off"):
             raise ValueError("must be fail, warn or off")
         return text
+    # The dashboard (issue 13): the longest range `GET /api/bars` serves, the age past which a
+    # symbol's last stored trade marks it stale, and how many recent days the Days view lists.
+    dashboard_max_range_days: int = Field(default=7, ge=1, le=366)
+    dashboard_stale_seconds: float = Field(default=60.0, gt=0)
+    dashboard_days: int = Field(default=7, ge=1, le=90)
 
     @field_validator("symbols", mode="before")
     @classmethod

@@ -9,7 +9,7 @@
    its quality gate checking every minute against the exchange's own 1m klines;
 6. the same check on demand (`python -m etl.reconcile`), and with the replay feed told to
    disagree (one trade Binance counts that we never received), the mismatch it reports;
-7. a summary of what landed where.
+7. a summary of what landed where, and the dashboard's URL (`--serve`: it keeps serving).
 
 Every step is the real command a user runs; rerunning the demo changes nothing it already did
 (the backfill skips loaded days, the batch replaces its day).
@@ -198,6 +198,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--replay", action="store_true", help="use the replay feed even if Binance answers"
     )
+    parser.add_argument(
+        "--serve", action="store_true",
+        help="at the end, keep the dashboard serving (python -m dashboard) until Ctrl-C",
+    )
+    parser.add_argument("--port", type=int, default=8050, help="the dashboard's port")
     args = parser.parse_args(argv)
     setup_logging()
     settings = load_settings()
@@ -256,6 +261,17 @@ def main(argv: list[str] | None = None) -> int:
         f"\n[bold green]demo finished in {time.monotonic() - started:.0f} s.[/] "
         "The local PostgreSQL keeps running (stop it with `make db-stop`)."
     )
+    url = f"http://127.0.0.1:{args.port}/?day={day}"
+    if not args.serve:
+        console.print(f"See it: `python -m dashboard --port {args.port}`, then open {url} "
+                      "(or `make demo SERVE=1` to serve it now).")
+        return 0
+    step("6. The dashboard")
+    console.print(f"dashboard: {url} (yesterday from the warehouse; 'today (live)' for today's "
+                  "bars); Ctrl-C stops it")
+    with contextlib.suppress(KeyboardInterrupt):
+        subprocess.run([sys.executable, "-m", "dashboard", "--port", str(args.port)], env=env,
+                       check=False)
     return 0
 
 

@@ -390,7 +390,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 
 def stack_env(setup: AirflowSetup, settings: Settings, *, database_url: str, lake: str,
-              feed: bool, s3_port: int, feed_port: int, rate: int) -> dict[str, str]:
+              feed: bool, s3_port: int, feed_port: int, rate: int,
+              dashboard_port: int = 8050) -> dict[str, str]:
     """Every variable of the Procfile's processes: what they need to run, Airflow's, the
     project's (as compose gives them), and the Procfile's own parameters."""
     if lake == "s3":
@@ -417,6 +418,7 @@ def stack_env(setup: AirflowSetup, settings: Settings, *, database_url: str, lak
         }),
         "STACK_S3_PORT": str(s3_port), "STACK_BUCKET": bucket,
         "STACK_REPLAY_PORT": str(feed_port), "STACK_REPLAY_RATE": str(rate),
+        "STACK_DASHBOARD_PORT": str(dashboard_port),
     }
 
 
@@ -471,7 +473,8 @@ class Stack:
             fernet_key=keys["fernet_key"], log_server_port=free_port(),
             triggerer_log_server_port=free_port())
         env = stack_env(setup, settings, database_url=raw_url, lake=lake, feed=feed,
-                        s3_port=free_port(), feed_port=free_port(), rate=rate)
+                        s3_port=free_port(), feed_port=free_port(), rate=rate,
+                        dashboard_port=8050 if port_free(8050) else free_port())
         write_env_file(self.env_file, env)
         names = selected_processes(lake=lake, feed=feed)
         print("preparing Airflow's metadata database (airflow db migrate)", flush=True)
@@ -479,7 +482,8 @@ class Stack:
         state.update({"api_url": setup.api_url, "processes": names, "lake_uri": env["LAKE_URI"],
                       "passwords_file": str(setup.passwords_file),
                       "s3_url": env.get("S3_ENDPOINT_URL", ""),
-                      "feed_url": env["BINANCE_WS_URL"] if feed else ""})
+                      "feed_url": env["BINANCE_WS_URL"] if feed else "",
+                      "dashboard_url": f"http://127.0.0.1:{env['STACK_DASHBOARD_PORT']}"})
         self._save(state)
         return env, names
 
@@ -536,7 +540,8 @@ class Stack:
             password = json.loads(passwords.read_text() or "{}").get(ADMIN_USER)
         print(f"  Airflow UI  {state.get('api_url')}  user {ADMIN_USER}  password "
               f"{password or '(see ' + str(passwords) + ')'}")
-        for label, key in (("S3 lake", "s3_url"), ("replay feed", "feed_url")):
+        for label, key in (("S3 lake", "s3_url"), ("replay feed", "feed_url"),
+                           ("dashboard", "dashboard_url")):
             if state.get(key):
                 print(f"  {label:<11} {state[key]}")
         print(f"  lake        {state.get('lake_uri')}")

@@ -29,6 +29,7 @@ pytest_plugins = [
     "tests.plugins.airflow",
     "tests.plugins.backfill",
     "tests.plugins.deploy",
+    "tests.plugins.dashboard",
 ]
 
 
