@@ -15,9 +15,11 @@ def test_bad_symbols_rejected(bad):
 
 def test_defaults(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)  # no .env here
-    for name in ("SYMBOLS", "DATABASE_URL", "LAKE_URI", "SPARK_MASTER", "WAREHOUSE_URL"):
+    for name in ("SYMBOLS", "DATABASE_URL", "LAKE_URI", "SPARK_MASTER", "WAREHOUSE_URL",
+                 "SPARK_REMOTE"):
         monkeypatch.delenv(name, raising=False)
     settings = load_settings()
+    assert settings.spark_remote is None
     assert settings.symbols == ["BTCUSDT", "ETHUSDT"]
     assert settings.binance_ws_url == "wss://stream.binance.com:9443"
     assert settings.lake_uri == "./data/lake"
@@ -32,6 +34,8 @@ def test_defaults(monkeypatch, tmp_path):
         ("BINANCE_WS_URL", "http://example"),
         ("LAKE_URI", "ftp://x/y"),
         ("SPARK_MASTER", "yarn"),
+        ("SPARK_REMOTE", "spark://127.0.0.1:7077"),
+        ("SPARK_REMOTE", "sc://127.0.0.1:port"),
         ("DATABASE_URL", "mysql://x"),
         ("BATCH_MAX_TRADES", "lots"),
     ],
@@ -53,3 +57,12 @@ def test_env_file_is_read(monkeypatch, tmp_path):
     settings = load_settings()
     assert settings.symbols == ["SOLUSDT"]
     assert settings.redshift_iam_role == "arn:aws:iam::1:role/x"
+
+
+@pytest.mark.parametrize(
+    "value", ["sc://127.0.0.1:15002", "sc://spark-connect:15002/;use_ssl=true;token=x"]
+)
+def test_spark_remote_accepts_spark_connect_urls(monkeypatch, tmp_path, value):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SPARK_REMOTE", value)
+    assert load_settings().spark_remote == value

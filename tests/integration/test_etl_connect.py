@@ -1,0 +1,136 @@
+"""The day batch through a real Spark Connect server (SPARK_REMOTE) against the in-process batch:
+the same lake files and warehouse rows, bit for bit; `airflow dags test` of one day through the
+server; an unreachable server as one line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+
+from binance_etl.db import connect
+from binance_etl.localpg import free_port
+from binance_etl.settings import load_settings
+from etl.dagrules import DAG_ID
+from etl.main import main, run_day
+from etl.utils import TABLES
+from tests.plugins.airflow import (
+    REPO,
+    SYMBOLS,
+    AirflowCli,
+    expected_facts,
+    insert_day,
+    insert_sentinels,
+    project_env,
+    warehouse_facts,
+)
+
+pytestmark = pytest.mark.integration
+
+DAY = date(2025, 3, 12)  # days no other test of the session writes
+DAGS_TEST_DAY = date(2025, 2, 11)
+
+
+def lake_snapshot(lake: Path, day: date) -> dict[str, tuple[Any, bytes]]:
+    """Per table: the day's partition as an Arrow table (schema included) and its file bytes."""
+    snapshot = {}
+    for table in TABLES:
+        folder = lake / table / f"year={day:%Y}/month={day:%m}/day={day:%d}"
+        files = sorted(folder.glob("*.parquet"))
+        assert len(files) == 1, (table, files)
+        snapshot[table] = (pq.read_table(files[0]), files[0].read_bytes())
+    return snapshot
+
+
+def warehouse_snapshot(pg_url: str, day: date) -> dict[str, list[tuple[Any, ...]]]:
+    with connect(pg_url, autocommit=True) as conn:
+        return {
+            "fact_trades": conn.execute(
+                "SELECT * FROM warehouse.fact_trades WHERE trade_date = %s"
+                " ORDER BY symbol, trade_minute", (day,)).fetchall(),
+            "dim_time": conn.execute(
+                "SELECT * FROM warehouse.dim_time WHERE datetime::date = %s ORDER BY datetime",
+                (day,)).fetchall(),
+            "dim_symbol": conn.execute(
+                "SELECT * FROM warehouse.dim_symbol ORDER BY symbol").fetchall(),
+        }
+
+
+def test_day_batch_through_spark_connect_equals_the_in_process_batch(
+    spark: object, spark_connect: str, pg_url: str, tmp_path: Path
+) -> None:
+    with connect(pg_url, autocommit=True) as conn:
+        next_ids = insert_day(conn, DAY, per_symbol=3000)
+        insert_sentinels(conn, DAY, next_ids)
+        expected = expected_facts(conn, DAY)
+
+    # In process: the session fixture's JVM, as the other integration tests run the batch.
+    local_lake = tmp_path / "lake-in-process"
+    settings = load_settings(database_url=pg_url, lake_uri=str(local_lake),
+                             symbols=list(SYMBOLS), spark_master="local[2]", spark_remote=None)
+    run_day(DAY, settings)
+    in_process_lake = lake_snapshot(local_lake, DAY)
+    in_process_rows = warehouse_snapshot(pg_url, DAY)
+    with connect(pg_url, autocommit=True) as conn:
+        assert warehouse_facts(conn, DAY) == expected
+
+    # Through the server: the command line in a process of its own, as a user or a task runs it
+    # (a Spark Connect client and a JVM session cannot share one Python process).
+    remote_lake = tmp_path / "lake-connect"
+    env = project_env(pg_url, remote_lake, SPARK_REMOTE=spark_connect)
+    result = subprocess.run(
+        [sys.executable, "-m", "etl.main", "--date", DAY.isoformat()],
+        env=env, cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"spark connect session on {spark_connect}" in result.stderr
+    connect_lake = lake_snapshot(remote_lake, DAY)
+    for table in TABLES:
+        local_table, local_bytes = in_process_lake[table]
+        remote_table, remote_bytes = connect_lake[table]
+        assert remote_table.schema == local_table.schema, table
+        assert remote_table.equals(local_table), table
+        assert remote_bytes == local_bytes, table
+    assert in_process_lake["fact_trades"][0].num_rows == len(expected)
+    assert warehouse_snapshot(pg_url, DAY) == in_process_rows
+
+
+def test_dags_test_of_one_day_through_spark_connect(
+    airflow_sqlite_env: AirflowCli, spark_connect: str, pg_url: str, tmp_path: Path
+) -> None:
+    with connect(pg_url, autocommit=True) as conn:
+        next_ids = insert_day(conn, DAGS_TEST_DAY, per_symbol=300)
+        insert_sentinels(conn, DAGS_TEST_DAY, next_ids)
+    lake = tmp_path / "lake"
+    cli = AirflowCli(airflow_sqlite_env.setup,
+                     {**airflow_sqlite_env.env, "SPARK_REMOTE": spark_connect,
+                      "LAKE_URI": str(lake)}, lake)
+    output = cli.run("dags", "test", DAG_ID, "--conf",
+                     json.dumps({"date": DAGS_TEST_DAY.isoformat()}), timeout=420)
+    assert "state=success" in output, output[-3000:]
+    assert f"spark connect session on {spark_connect}" in output
+    assert "spark session on local" not in output  # no JVM in the task's process
+    with connect(pg_url, autocommit=True) as conn:
+        assert warehouse_facts(conn, DAGS_TEST_DAY) == expected_facts(conn, DAGS_TEST_DAY)
+    assert (lake / "fact_trades" / f"year={DAGS_TEST_DAY:%Y}/month={DAGS_TEST_DAY:%m}"
+            f"/day={DAGS_TEST_DAY:%d}").is_dir()
+
+
+def test_an_unreachable_spark_connect_server_is_one_line(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    port = free_port()  # nothing listens there
+    monkeypatch.setenv("DATABASE_URL", pg_url)
+    monkeypatch.setenv("SPARK_REMOTE", f"sc://127.0.0.1:{port}")
+    assert main(["--date", "2025-03-13"]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"error: spark connect server sc://127.0.0.1:{port} is unreachable: Connection refused"
+        " (start one with `python -m etl.connect_server start`)"
+    ]
