@@ -42,7 +42,8 @@ def test_unreachable_server_is_one_line_without_parameters() -> None:
         check_remote(f"sc://127.0.0.1:{port}/;token=secret", timeout=2)
     message = str(caught.value)
     assert message.startswith(f"spark connect server sc://127.0.0.1:{port} is unreachable: ")
-    assert "secret" not in message and "\n" not in message
+    assert "secret" not in message
+    assert "\n" not in message
     assert shown_remote("sc://h:1/;token=t") == "sc://h:1"
 
 
