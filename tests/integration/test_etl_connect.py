@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pyarrow.parquet as pq
@@ -134,3 +135,32 @@ def test_an_unreachable_spark_connect_server_is_one_line(
         f"error: spark connect server sc://127.0.0.1:{port} is unreachable: Connection refused"
         " (start one with `python -m etl.connect_server start`)"
     ]
+
+
+def test_unreachable_server_fails_the_airflow_task_for_its_normal_retries(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The task raises the one-line error as an ordinary failure (Airflow retries it: the
+    server may be restarting), never AirflowFailException, which would skip the retries."""
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))  # not the user's ~/airflow
+    monkeypatch.setenv("AIRFLOW_CONFIG", str(REPO / "airflow.cfg"))
+    port = free_port()
+    monkeypatch.setenv("DATABASE_URL", pg_url)
+    monkeypatch.setenv("SPARK_REMOTE", f"sc://127.0.0.1:{port}")
+    from airflow.sdk.exceptions import AirflowFailException
+
+    import dags.etl_dags as module
+    from etl.spark import SparkConnectUnreachable
+
+    dag = module.daily_binance_etl()
+    task: Any = dag.get_task("run_etl_pipeline")  # a @task: its callable is the function
+    run_time = datetime(2025, 3, 14, 4, tzinfo=UTC)
+    context = {"dag_run": SimpleNamespace(conf={}, run_after=run_time,
+                                          data_interval_end=run_time),
+               "params": {"date": None, "allow_empty": False}}
+    monkeypatch.setattr(module, "get_current_context", lambda: context)
+    with pytest.raises(SparkConnectUnreachable) as caught:
+        task.python_callable()
+    assert not isinstance(caught.value, AirflowFailException)
+    assert str(caught.value).startswith(f"spark connect server sc://127.0.0.1:{port} is unreach")
+    assert task.retries == module.RETRIES > 0
