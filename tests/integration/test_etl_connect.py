@@ -63,13 +63,17 @@ def warehouse_snapshot(pg_url: str, day: date) -> dict[str, list[tuple[Any, ...]
         }
 
 
+def complete_raw_day(pg_url: str, day: date, per_symbol: int) -> list[tuple[Any, ...]]:
+    """Generated trades for `day` plus the sentinels after it; PostgreSQL's expected facts."""
+    with connect(pg_url, autocommit=True) as conn:
+        insert_sentinels(conn, day, insert_day(conn, day, per_symbol=per_symbol))
+        return expected_facts(conn, day)
+
+
 def test_day_batch_through_spark_connect_equals_the_in_process_batch(
     spark: object, spark_connect: str, pg_url: str, tmp_path: Path
 ) -> None:
-    with connect(pg_url, autocommit=True) as conn:
-        next_ids = insert_day(conn, DAY, per_symbol=3000)
-        insert_sentinels(conn, DAY, next_ids)
-        expected = expected_facts(conn, DAY)
+    expected = complete_raw_day(pg_url, DAY, per_symbol=3000)
 
     # In process: the session fixture's JVM, as the other integration tests run the batch.
     local_lake = tmp_path / "lake-in-process"
@@ -105,9 +109,7 @@ def test_day_batch_through_spark_connect_equals_the_in_process_batch(
 def test_dags_test_of_one_day_through_spark_connect(
     airflow_sqlite_env: AirflowCli, spark_connect: str, pg_url: str, tmp_path: Path
 ) -> None:
-    with connect(pg_url, autocommit=True) as conn:
-        next_ids = insert_day(conn, DAGS_TEST_DAY, per_symbol=300)
-        insert_sentinels(conn, DAGS_TEST_DAY, next_ids)
+    expected = complete_raw_day(pg_url, DAGS_TEST_DAY, per_symbol=300)
     lake = tmp_path / "lake"
     cli = AirflowCli(airflow_sqlite_env.setup,
                      {**airflow_sqlite_env.env, "SPARK_REMOTE": spark_connect,
@@ -118,7 +120,7 @@ def test_dags_test_of_one_day_through_spark_connect(
     assert f"spark connect session on {spark_connect}" in output
     assert "spark session on local" not in output  # no JVM in the task's process
     with connect(pg_url, autocommit=True) as conn:
-        assert warehouse_facts(conn, DAGS_TEST_DAY) == expected_facts(conn, DAGS_TEST_DAY)
+        assert warehouse_facts(conn, DAGS_TEST_DAY) == expected
     assert (lake / "fact_trades" / f"year={DAGS_TEST_DAY:%Y}/month={DAGS_TEST_DAY:%m}"
             f"/day={DAGS_TEST_DAY:%d}").is_dir()
 
