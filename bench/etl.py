@@ -10,6 +10,12 @@ partition, the driver's default fetch size, the whole table filtered by Spark, f
 as a baseline, the ratios and the peak memory (resident set of the process tree: driver JVM +
 Python; in local mode the executors live in the driver JVM). Each Spark variant runs in its own
 child process.
+
+Beside them: the same batch without the JVM class-data archive (`SPARK_CDS=off`: does it still
+earn its keep?), the single-machine peer ConnectorX + Polars on the same day (`bench.peer`), and
+the batch as a Spark Connect client (SPARK_REMOTE) of a server started here (local[2]): its
+first batch on the fresh server, then a second one on the warm server — the client's memory and
+the server's are measured apart.
 """
 
 from __future__ import annotations
@@ -381,8 +387,10 @@ def print_figures(figures: dict[str, Any]) -> None:
         run = figures[key]
         row(f"batch through Spark Connect, {name} (client memory)", run.get("batch"),
             run["peak_rss_bytes"])
-        row(f"  its session start; server memory {run['server_peak_rss_bytes'] / gib:.2f} GiB",
-            run.get("spark_start"))
+        table.add_row("  the server's peak memory (its JVM)", "", "",
+                      f"{run['server_peak_rss_bytes'] / gib:.2f} GiB")
+        for stage, seconds in run.get("stages", {}).items():
+            row(f"  stage: {stage}", seconds)
     peer = figures["peer"]
     row(f"ConnectorX + Polars: read, facts, Parquet ({peer.get('value_type', '?')} Σ p×q)",
         peer.get("peer"), peer["peak_rss_bytes"])
