@@ -176,6 +176,14 @@ def read_state(directory: Path = DEFAULT_DIR) -> ServerState | None:
     return state if _alive(state.pid) else None
 
 
+def _url(host: str, port: int) -> str:
+    return f"sc://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}"
+
+
+def _record(directory: Path, state: ServerState) -> None:
+    state_file(directory).write_text(json.dumps(state.__dict__))
+
+
 def _log_tail(directory: Path, lines: int = 3) -> str:
     try:
         text = log_file(directory).read_text(errors="replace").strip().splitlines()
@@ -219,10 +227,9 @@ def start(settings: Settings | None = None, *, directory: Path = DEFAULT_DIR,
             raise ConnectServerError(f"the server exited during start-up: {_log_tail(directory)}"
                                      f" (log {log_file(directory)})")
         if pid is not None and _listening(host, port):
-            shown = "127.0.0.1" if host == "0.0.0.0" else host
-            state = ServerState(url=f"sc://{shown}:{port}", host=host, port=port, pid=pid,
+            state = ServerState(url=_url(host, port), host=host, port=port, pid=pid,
                                 master=settings.spark_master, log=str(log_file(directory)))
-            state_file(directory).write_text(json.dumps(state.__dict__))
+            _record(directory, state)
             logger.info("spark connect server at %s (pid %d, master %s)", state.url, pid,
                         settings.spark_master)
             return state
@@ -255,7 +262,13 @@ def run_foreground(settings: Settings, host: str, port: int, directory: Path) ->
     """Replace this process with the server (for docker compose and Procfile runners)."""
     directory = directory.resolve()
     (directory / "logs").mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
     env = server_env(directory, settings, host)
+    # exec keeps this pid down to the JVM (spark-submit and spark-class exec too), so status,
+    # url and stop work on a foreground server as well.
+    _record(directory, ServerState(url=_url(host, port), host=host, port=port, pid=os.getpid(),
+                                   master=settings.spark_master, log="stdout"))
+    pid_file(directory).write_text(f"{os.getpid()}\n")
     # What start-connect-server.sh runs, without spark-daemon.sh: a foreground service logs
     # to its own stdout, and its process manager (docker, honcho) stops it with a signal.
     os.execve(str(spark_home() / "bin" / "spark-submit"),
