@@ -18,6 +18,8 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import urlsplit
 
 from pyspark.sql import SparkSession
@@ -75,6 +77,25 @@ def build_session(
     active = SparkSession.getActiveSession()
     if active is not None:
         return configure(active)
+    with _no_exported_remote():
+        return _in_process_session(master, app_name, shuffle_partitions, driver_memory,
+                                   extra_conf)
+
+
+@contextmanager
+def _no_exported_remote() -> Iterator[None]:
+    """pyspark's builder turns into a Spark Connect client (or refuses a master) when
+    SPARK_REMOTE is in the process environment; the in-process session ignores it."""
+    exported = os.environ.pop("SPARK_REMOTE", None)
+    try:
+        yield
+    finally:
+        if exported is not None:
+            os.environ["SPARK_REMOTE"] = exported
+
+
+def _in_process_session(master: str, app_name: str, shuffle_partitions: int,
+                        driver_memory: str, extra_conf: dict[str, str] | None) -> SparkSession:
     builder = SparkSession.builder.appName(app_name)
     if not under_spark_submit():
         if master.startswith("local") or master.startswith(LOOPBACK_MASTERS):
