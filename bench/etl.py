@@ -12,11 +12,18 @@ path (one JDBC partition, the driver's default fetch size, the whole table filte
 float columns) as a baseline, the ratios and the peak memory (resident set of the process
 tree: driver JVM + Python; in local mode the executors live in the driver JVM). Each Spark
 variant runs in its own child process.
+
+Beside them: the same batch without the JVM class-data archive (`SPARK_CDS=off`: does it still
+earn its keep?), the single-machine peer ConnectorX + Polars on the same day (`bench.peer`), and
+the batch as a Spark Connect client (SPARK_REMOTE) of a server started here (local[2]): its
+first batch on the fresh server, then a second one on the warm server — the client's memory and
+the server's are measured apart.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -244,16 +251,19 @@ def klines_download(data_url: str, day: date) -> float:
     return time.perf_counter() - started
 
 
-def run_variant(variant: str, url: str, day: date, lake: str,
-                extra_env: dict[str, str] | None = None) -> dict[str, Any]:
-    """One Spark variant in a child process; its JSON result plus the tree's peak memory."""
-    env = {**os.environ, **(extra_env or {}), "DATABASE_URL": url, "WAREHOUSE_URL": url,
-           "LAKE_URI": lake,
-           "SPARK_MASTER": os.environ.get("SPARK_MASTER", "local[2]"),
-           "SYMBOLS": ",".join(symbol for symbol, *_ in BENCH_SYMBOLS)}
-    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+def run_variant(variant: str, url: str, day: date, lake: str, *,
+                extra_env: dict[str, str] | None = None,
+                server_pid: int | None = None) -> dict[str, Any]:
+    """One variant in a child process; its JSON result plus the tree's peak memory (and the
+    Spark Connect server's, `server_pid`, sampled over the same time)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("SPARK_REMOTE", "SPARK_CDS")}
+    env.update({"DATABASE_URL": url, "WAREHOUSE_URL": url, "LAKE_URI": lake,
+                "SPARK_MASTER": os.environ.get("SPARK_MASTER", "local[2]"),
+                "SYMBOLS": ",".join(symbol for symbol, *_ in BENCH_SYMBOLS), **(extra_env or {})})
+    with tempfile.NamedTemporaryFile(suffix=".json") as out, contextlib.ExitStack() as stack:
         command = [sys.executable, "-m", "bench.etl", "--variant", variant, "--day",
                    day.isoformat(), "--out", out.name]
+        server = stack.enter_context(PeakMemory(server_pid)) if server_pid else None
         started = time.perf_counter()
         process = subprocess.Popen(command, env=env)
         with PeakMemory(process.pid) as memory:
@@ -261,7 +271,26 @@ def run_variant(variant: str, url: str, day: date, lake: str,
         wall = time.perf_counter() - started
         result: dict[str, Any] = json.loads(Path(out.name).read_text() or "{}") if code == 0 else {}
     result.update({"exit_code": code, "process_seconds": wall, "peak_rss_bytes": memory.peak})
+    if server is not None:
+        result["server_peak_rss_bytes"] = server.peak
     return result
+
+
+def run_connect_batches(url: str, day: date, lake: str, runs: int = 2,
+                        extra_env: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """The batch as a Spark Connect client of a server started here (local[2], like the
+    in-process variants): the first run meets a fresh server, the later ones a warm one."""
+    from etl import connect_server
+
+    settings = load_settings(spark_master=os.environ.get("SPARK_MASTER", "local[2]"))
+    with tempfile.TemporaryDirectory(prefix="bench-connect-") as folder:
+        state = connect_server.start(settings, directory=Path(folder), port=0)
+        try:
+            return [run_variant("batch", url, day, lake, server_pid=state.pid,
+                                extra_env={**(extra_env or {}), "SPARK_REMOTE": state.url})
+                    for _ in range(runs)]
+        finally:
+            connect_server.stop(Path(folder))
 
 
 def variant_main(variant: str, day: date, out: str) -> int:
@@ -290,6 +319,14 @@ def variant_main(variant: str, day: date, out: str) -> int:
         active = SparkSession.getActiveSession()
         if active is not None:
             active.stop()
+        Path(out).write_text(json.dumps(figures))
+        return 0
+    if variant == "peer":
+        from bench import peer
+
+        with tempfile.TemporaryDirectory(prefix="bench-peer-") as folder:
+            figures.update(peer.run(database_url, day, Path(folder),
+                                    partitions=settings.jdbc_partitions))
         Path(out).write_text(json.dumps(figures))
         return 0
     started = time.perf_counter()
@@ -344,10 +381,15 @@ def run(trades: int = 10_000_000, day: date = date(2025, 9, 10), *, keep: bool =
             with running_feed(symbols=[symbol for symbol, *_ in BENCH_SYMBOLS],
                               dumps_dir=klines, start_paused=True) as feed:
                 figures["klines_download"] = klines_download(feed.data_url, day)
-                figures["batch"] = run_variant(
-                    "batch", url, day, lake,
-                    {"BINANCE_DATA_URL": feed.data_url, "BINANCE_REST_URL": feed.rest_url,
-                     "EXCHANGE_CHECK": "fail"})
+                exchange = {"BINANCE_DATA_URL": feed.data_url, "BINANCE_REST_URL": feed.rest_url,
+                            "EXCHANGE_CHECK": "fail"}
+                figures["batch"] = run_variant("batch", url, day, lake, extra_env=exchange)
+                # Does the JVM class-data archive (etl/jvmcache.py) still earn its keep?
+                figures["batch_no_cds"] = run_variant("batch", url, day, lake,
+                                                      extra_env={**exchange, "SPARK_CDS": "off"})
+                figures["peer"] = run_variant("peer", url, day, lake)
+                figures["connect_first"], figures["connect"] = run_connect_batches(
+                    url, day, lake, extra_env=exchange)
             if naive:
                 figures["naive"] = run_variant("naive", url, day, lake)
     finally:
@@ -356,11 +398,18 @@ def run(trades: int = 10_000_000, day: date = date(2025, 9, 10), *, keep: bool =
                 admin.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
     floor = figures["copy_floor"]
     batch = figures["batch"]
+    peer_seconds = figures["peer"].get("peer", float("nan"))
     figures["ratios"] = {
         "batch_over_floor": batch.get("batch", float("nan")) / floor,
         "extract_over_floor": figures["extract"].get("extract", float("nan")) / floor,
         "extract_transform_stage_over_floor":
             batch.get("stages", {}).get("extract_transform", float("nan")) / floor,
+        "connect_batch_over_floor": figures["connect"].get("batch", float("nan")) / floor,
+        "peer_over_floor": peer_seconds / floor,
+        "connect_batch_over_peer": figures["connect"].get("batch", float("nan")) / peer_seconds,
+        "batch_over_peer": batch.get("batch", float("nan")) / peer_seconds,
+        "batch_no_cds_over_batch":
+            figures["batch_no_cds"].get("batch", float("nan")) / batch.get("batch", float("nan")),
     }
     if naive:
         naive_total = (figures["naive"].get("spark_start", 0) + figures["naive"].get("extract", 0)
@@ -405,6 +454,23 @@ def print_figures(figures: dict[str, Any]) -> None:
             figures["klines_written"])
     row("batch end to end (Spark start → warehouse committed)", batch.get("batch"),
         batch["peak_rss_bytes"])
+    no_cds = figures["batch_no_cds"]
+    row("  same, without the JVM class-data archive (SPARK_CDS=off)", no_cds.get("batch"),
+        no_cds["peak_rss_bytes"])
+    row("    its Spark start", no_cds.get("spark_start"))
+    for key, name in (("connect_first", "first batch on a fresh server"),
+                      ("connect", "warm server")):
+        run = figures[key]
+        row(f"batch through Spark Connect, {name} (client memory)", run.get("batch"),
+            run["peak_rss_bytes"])
+        table.add_row("  the server's peak memory (its JVM)", "", "",
+                      f"{run['server_peak_rss_bytes'] / gib:.2f} GiB")
+        for stage, seconds in run.get("stages", {}).items():
+            row(f"  stage: {stage}", seconds)
+    peer = figures["peer"]
+    row(f"ConnectorX + Polars: read, facts, Parquet ({peer.get('value_type', '?')} Σ p×q)",
+        peer.get("peer"), peer["peak_rss_bytes"])
+    row("  its ConnectorX read", peer.get("peer_read"))
     if "naive" in figures:
         naive = figures["naive"]
         row("naive extract (1 partition, default fetch, floats)", naive.get("extract"),

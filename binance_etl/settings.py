@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     warehouse_url: str | None = None
     redshift_iam_role: str | None = None
     spark_master: str = "local[*]"
+    # A Spark Connect server (sc://host:15002): the batch's client connects to it instead of
+    # starting a JVM. SPARK_MASTER then only tells the server (etl.connect_server) where to run.
+    spark_remote: str | None = None
 
     # Optional knobs (documented in the README).
     local_pg_dir: str = ".local/postgres"
@@ -167,6 +170,23 @@ class Settings(BaseSettings):
         if not re.match(r"^(local(\[(\*|\d+)\])?|spark://[^/]+)$", str(value)):
             raise ValueError("must be local[*], local[N] or spark://host:port")
         return str(value)
+
+    @field_validator("spark_remote", mode="before")
+    @classmethod
+    def _spark_remote(cls, value: str | None) -> str | None:
+        if value is None or str(value).strip() == "":
+            return None
+        value = str(value).strip()
+        parts = urlsplit(value)
+        try:
+            port = parts.port
+        except ValueError:
+            port = -1
+        # sc://host:port, optionally followed by Spark Connect's /;name=value parameters
+        path_ok = parts.path in ("", "/") or parts.path.startswith("/;")
+        if parts.scheme != "sc" or not parts.hostname or port == -1 or not path_ok:
+            raise ValueError("must be sc://host:port, a Spark Connect server (sc://127.0.0.1:15002)")
+        return value
 
     @property
     def warehouse_is_redshift(self) -> bool:

@@ -2,7 +2,8 @@
 
 Runs stage_day → check_quality → publish_lake → load_warehouse with a progress line per stage
 and a summary table at the end. Exit codes: 0 done, 1 the quality gate failed (nothing was
-published), 2 bad input or configuration, 3 the raw store is unreachable, 4 another failure.
+published), 2 bad input or configuration, 3 the raw store or the Spark Connect server
+(SPARK_REMOTE) is unreachable, 4 another failure.
 
 With spark-submit, from an environment where the project is installed (the driver comes
 from --packages there):
@@ -39,6 +40,7 @@ from etl.pipeline import (
     publish_lake,
     stage_day,
 )
+from etl.spark import SparkConnectUnreachable, check_remote
 from etl.utils import DayError, check_not_future, parse_day
 
 logger = logging.getLogger(__name__)
@@ -85,6 +87,8 @@ def run_day(day: date, settings: Settings | None = None, *, allow_empty: bool = 
     settings = settings or load_settings()
     check_not_future(day)
     check_raw_store(settings)  # before any progress output: one clear line if unreachable
+    if settings.spark_remote:
+        check_remote(settings.spark_remote)
     console = console or Console(stderr=True)
     summary = RunSummary(day=day.isoformat())
     stages: list[tuple[str, Callable[[], dict[str, Any]]]] = [
@@ -136,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     except QualityGateError as error:
         _say(err, f"error: {error} (nothing was published)")
         return 1
-    except (RawStoreUnreachable, LocalPostgresError) as error:
+    except (RawStoreUnreachable, SparkConnectUnreachable, LocalPostgresError) as error:
         _say(err, f"error: {error}")
         return 3
     except Exception as error:

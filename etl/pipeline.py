@@ -41,7 +41,7 @@ from etl.quality import (
     raw_totals,
 )
 from etl.redshift import connect_redshift
-from etl.spark import build_session
+from etl.spark import build_session, check_remote
 from etl.transform import build_dim_symbol, build_dim_time, build_fact_trades
 from etl.utils import TABLES, check_not_future, day_bounds, jsonable, parse_lake_uri
 
@@ -137,6 +137,8 @@ def stage_day(
     check_not_future(day)
     database_url = resolve_database_url(settings)
     _raw_connection(settings).close()  # fail fast, with one line, before Spark starts
+    if settings.spark_remote:
+        check_remote(settings.spark_remote)
     lake = lake_for(settings, clients)
     seconds: dict[str, float] = {}
     # PostgreSQL's own per-symbol totals (the gate's reference) are computed in a thread while
@@ -146,10 +148,20 @@ def stage_day(
         reference_future = pool.submit(_raw_reference, settings, day)
         klines_future = pool.submit(_klines, settings, day)
         started = time.perf_counter()
-        spark = spark or build_session(settings.spark_master)
+        # A Spark Connect session built here is released at the end (server-side state);
+        # an in-process one stays active for the process, as it always has.
+        release = spark is None and settings.spark_remote is not None and (
+            SparkSession.getActiveSession() is None
+        )
+        spark = spark or build_session(settings.spark_master, remote=settings.spark_remote)
         seconds["spark_start"] = time.perf_counter() - started
-        return _stage(day, settings, spark, lake, database_url, seconds,
-                      reference_future.result, klines_future.result, allow_empty=allow_empty)
+        try:
+            return _stage(day, settings, spark, lake, database_url, seconds,
+                          reference_future.result, klines_future.result,
+                          allow_empty=allow_empty)
+        finally:
+            if release:
+                spark.stop()
 
 
 def _klines(settings: Settings, day: date) -> DayKlines | None:

@@ -1,5 +1,10 @@
 """The SparkSession of the batch: master from SPARK_MASTER, UTC, exact decimals, pinned driver.
 
+With SPARK_REMOTE (`sc://host:port`) the session is a Spark Connect client instead: no JVM in
+this process; the server (`etl.connect_server`, started with the same settings and the JDBC
+driver) runs the work, and the SQL settings below are applied to the client's server-side
+session all the same. A server that does not answer is one line, `SparkConnectUnreachable`.
+
 The PostgreSQL JDBC driver comes from Maven Central through `spark.jars.packages` (cached in
 the ivy folder after the first run), never from a path on one machine. Under `spark-submit`
 the command line's `--master` and `--packages` win and are not overridden here.
@@ -12,6 +17,10 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from urllib.parse import urlsplit
 
 from pyspark.sql import SparkSession
 
@@ -37,6 +46,13 @@ SQL_CONF = {
 }
 
 
+CONNECT_TIMEOUT_SECONDS = 10.0
+
+
+class SparkConnectUnreachable(RuntimeError):
+    """The Spark Connect server named by SPARK_REMOTE does not answer (a retry may succeed)."""
+
+
 def under_spark_submit() -> bool:
     """True when this Python process was launched by spark-submit (the JVM exists already)."""
     return "PYSPARK_GATEWAY_PORT" in os.environ
@@ -49,11 +65,37 @@ def build_session(
     shuffle_partitions: int = 4,
     driver_memory: str = "1g",
     extra_conf: dict[str, str] | None = None,
+    remote: str | None = None,
 ) -> SparkSession:
-    """A session for the batch (or the tests: local[2], UI off); reuses an active one."""
+    """A session for the batch (or the tests: local[2], UI off); reuses an active one.
+
+    `remote` (SPARK_REMOTE): a Spark Connect client session on that server instead; `master`
+    and the JVM settings are then the server's business."""
+    if remote:
+        return connect_session(remote, app_name=app_name, shuffle_partitions=shuffle_partitions,
+                               extra_conf=extra_conf)
     active = SparkSession.getActiveSession()
     if active is not None:
         return configure(active)
+    with _no_exported_remote():
+        return _in_process_session(master, app_name, shuffle_partitions, driver_memory,
+                                   extra_conf)
+
+
+@contextmanager
+def _no_exported_remote() -> Iterator[None]:
+    """pyspark's builder turns into a Spark Connect client (or refuses a master) when
+    SPARK_REMOTE is in the process environment; the in-process session ignores it."""
+    exported = os.environ.pop("SPARK_REMOTE", None)
+    try:
+        yield
+    finally:
+        if exported is not None:
+            os.environ["SPARK_REMOTE"] = exported
+
+
+def _in_process_session(master: str, app_name: str, shuffle_partitions: int,
+                        driver_memory: str, extra_conf: dict[str, str] | None) -> SparkSession:
     builder = SparkSession.builder.appName(app_name)
     if not under_spark_submit():
         if master.startswith("local") or master.startswith(LOOPBACK_MASTERS):
@@ -95,3 +137,59 @@ def configure(session: SparkSession) -> SparkSession:
     for key, value in SQL_CONF.items():
         session.conf.set(key, value)
     return session
+
+
+def shown_remote(remote: str) -> str:
+    """`sc://host:port` without Spark Connect's `/;name=value` parameters (a token may be one)."""
+    parts = urlsplit(remote)
+    return f"sc://{parts.netloc}"
+
+
+def check_remote(remote: str, timeout: float = CONNECT_TIMEOUT_SECONDS) -> None:
+    """Raises SparkConnectUnreachable unless something accepts connections at `remote`'s port
+    (the session's own first call would otherwise retry for minutes before failing)."""
+    parts = urlsplit(remote)
+    host, port = parts.hostname or "localhost", parts.port or 15002
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as error:
+        reason = error.strerror or str(error) or type(error).__name__
+        raise SparkConnectUnreachable(
+            f"spark connect server {shown_remote(remote)} is unreachable: {reason}"
+            " (start one with `python -m etl.connect_server start`)"
+        ) from None
+
+
+def connect_session(
+    remote: str,
+    *,
+    app_name: str = "binance-etl",
+    shuffle_partitions: int = 4,
+    extra_conf: dict[str, str] | None = None,
+) -> SparkSession:
+    """A Spark Connect session on `remote` with the batch's SQL settings applied to it."""
+    from pyspark.errors import PySparkException
+
+    active = SparkSession.getActiveSession()
+    if active is not None and not is_connect_session(active):
+        raise RuntimeError("an in-process SparkSession is active: cannot also use SPARK_REMOTE")
+    check_remote(remote)
+    try:
+        session = SparkSession.builder.remote(remote).appName(app_name).getOrCreate()
+        conf = {**SQL_CONF, "spark.sql.shuffle.partitions": str(shuffle_partitions),
+                "spark.sql.adaptive.enabled": "true", **(extra_conf or {})}
+        for key, value in conf.items():
+            session.conf.set(key, value)
+        version = session.version
+    except PySparkException as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise SparkConnectUnreachable(
+            f"spark connect server {shown_remote(remote)} is unreachable: {first}"
+        ) from error
+    logger.info("spark connect session on %s (Spark %s)", shown_remote(remote), version)
+    return session
+
+
+def is_connect_session(session: SparkSession) -> bool:
+    """True for a Spark Connect client session (no JVM in this process)."""
+    return type(session).__module__.startswith("pyspark.sql.connect")

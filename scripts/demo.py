@@ -6,7 +6,9 @@
 3. yesterday's history from the daily dumps (`python -m etl.backfill`);
 4. live trades for a while (`python stream.py --duration N`);
 5. the daily batch for yesterday (`python -m etl.main`): Spark -> Parquet lake -> warehouse,
-   its quality gate checking every minute against the exchange's own 1m klines;
+   its quality gate checking every minute against the exchange's own 1m klines, through a
+   Spark Connect server (SPARK_REMOTE's, the one `python -m etl.connect_server start` left
+   running, or one started here in the background during steps 2-4 and stopped at the end);
 6. the same check on demand (`python -m etl.reconcile`), and with the replay feed told to
    disagree (one trade Binance counts that we never received), the mismatch it reports;
 7. a summary of what landed where, and the dashboard's URL (`--serve`: it keeps serving).
@@ -26,6 +28,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -37,6 +40,7 @@ from binance_etl.db import connect, redact, resolve_database_url, resolve_wareho
 from binance_etl.logs import setup_logging
 from binance_etl.schema import migrate
 from binance_etl.settings import Settings, load_settings
+from etl import connect_server
 
 logger = logging.getLogger("demo")
 console = Console(width=120)
@@ -61,6 +65,30 @@ def run(command: list[str], env: dict[str, str], expect: int = 0) -> None:
     if result.returncode != expect:
         raise SystemExit(f"demo: `{' '.join(command)}` exited with {result.returncode}, "
                          f"expected {expect}")
+
+
+@contextlib.contextmanager
+def spark_connect(settings: Settings) -> Iterator[Future[str]]:
+    """The URL of a Spark Connect server for the batch, as a future: SPARK_REMOTE's, a running
+    project server's, or one started now in the background (and stopped at the end)."""
+    if settings.spark_remote:
+        done: Future[str] = Future()
+        done.set_result(settings.spark_remote)
+        yield done
+        return
+    running = connect_server.read_state()
+    if running is not None:
+        done = Future()
+        done.set_result(running.url)
+        yield done
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="spark-connect") as pool:
+        future = pool.submit(lambda: connect_server.start(settings, port=0).url)
+        try:
+            yield future
+        finally:
+            future.exception()  # wait for the start to finish before stopping
+            connect_server.stop()
 
 
 @contextlib.contextmanager
@@ -226,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         console.print("Binance cannot be reached: using the bundled replay feed")
         feed = replay_feed(settings.symbols, day, args.trades_per_day)
-    with feed as urls:
+    with spark_connect(settings) as spark_remote, feed as urls:
         env.update(urls)
         step(f"3. History: yesterday ({day}) from the daily dump files")
         run(
@@ -245,7 +273,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         step(f"4. Live trades for {args.stream_seconds} s")
         run([sys.executable, "stream.py", "--duration", str(args.stream_seconds)], env)
-        step(f"5. The daily batch for {day}, checked against the exchange's 1m klines")
+        step(f"5. The daily batch for {day} through a Spark Connect server, checked against "
+             "the exchange's 1m klines")
+        try:
+            env["SPARK_REMOTE"] = spark_remote.result()
+        except connect_server.ConnectServerError as error:
+            raise SystemExit(f"demo: the Spark Connect server did not start: {error}") from None
+        console.print(f"SPARK_REMOTE={env['SPARK_REMOTE']} (logs in {connect_server.DEFAULT_DIR})")
         run([sys.executable, "-m", "etl.main", "--date", str(day)], env)
         step(f"6. {day} reconciled with the exchange on demand")
         run([sys.executable, "-m", "etl.reconcile", "--date", str(day)], env)

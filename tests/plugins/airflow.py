@@ -50,6 +50,7 @@ SYMBOLS = ("BTCUSDT", "ETHUSDT")
 # Settings the runs must not inherit from a developer's shell or `.env`.
 _PROJECT_VARIABLES = (
     "DATABASE_URL", "WAREHOUSE_URL", "LAKE_URI", "S3_ENDPOINT_URL", "SYMBOLS", "SPARK_MASTER",
+    "SPARK_REMOTE",
     "REDSHIFT_IAM_ROLE", "AIRFLOW_START_DATE", "AIRFLOW_WAIT_FOR_RAW_DAY", "AIRFLOW_HOME",
     "AIRFLOW_CONFIG",
 )

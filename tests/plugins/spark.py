@@ -4,6 +4,8 @@
 built by the job's own `etl.spark.build_session`, so the job reuses it as the active session.
 `spark_standalone`: a real standalone master + worker started with `spark-class` (pip's pyspark
 ships no sbin scripts) on 127.0.0.1, bounded in time and stopped afterwards.
+`spark_connect`: ONE real Spark Connect server (`etl.connect_server`, local[2], a free port of
+127.0.0.1) for the whole test session; its URL is what SPARK_REMOTE would hold.
 """
 
 from __future__ import annotations
@@ -34,6 +36,21 @@ def spark() -> Iterator[object]:
     session = build_session("local[2]", shuffle_partitions=2, app_name="binance-etl-tests")
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="session")
+def spark_connect(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URL (sc://127.0.0.1:PORT) of a running Spark Connect server; stopped at the end."""
+    from binance_etl.settings import load_settings
+    from etl import connect_server
+
+    directory = tmp_path_factory.mktemp("spark-connect")
+    settings = load_settings(spark_master="local[2]")
+    state = connect_server.start(settings, directory=directory, port=0)
+    try:
+        yield state.url
+    finally:
+        connect_server.stop(directory)
 
 
 def spark_home() -> Path:

@@ -15,9 +15,11 @@ def test_bad_symbols_rejected(bad):
 
 def test_defaults(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)  # no .env here
-    for name in ("SYMBOLS", "DATABASE_URL", "LAKE_URI", "SPARK_MASTER", "WAREHOUSE_URL"):
+    for name in ("SYMBOLS", "DATABASE_URL", "LAKE_URI", "SPARK_MASTER", "WAREHOUSE_URL",
+                 "SPARK_REMOTE"):
         monkeypatch.delenv(name, raising=False)
     settings = load_settings()
+    assert settings.spark_remote is None
     assert settings.symbols == ["BTCUSDT", "ETHUSDT"]
     assert settings.binance_ws_url == "wss://stream.binance.com:9443"
     assert settings.lake_uri == "./data/lake"
@@ -32,6 +34,8 @@ def test_defaults(monkeypatch, tmp_path):
         ("BINANCE_WS_URL", "http://example"),
         ("LAKE_URI", "ftp://x/y"),
         ("SPARK_MASTER", "yarn"),
+        ("SPARK_REMOTE", "spark://127.0.0.1:7077"),
+        ("SPARK_REMOTE", "sc://127.0.0.1:port"),
         ("DATABASE_URL", "mysql://x"),
         ("BATCH_MAX_TRADES", "lots"),
         ("EXCHANGE_CHECK", "sometimes"),
@@ -72,3 +76,12 @@ def test_airflow_connection_settings(monkeypatch, tmp_path):
     settings = load_settings()
     assert (settings.airflow_aws_conn_id, settings.airflow_redshift_conn_id,
             settings.airflow_warehouse) == ("", "warehouse.prod-1", "redshift-data-api")
+
+
+@pytest.mark.parametrize(
+    "value", ["sc://127.0.0.1:15002", "sc://spark-connect:15002/;use_ssl=true;token=x"]
+)
+def test_spark_remote_accepts_spark_connect_urls(monkeypatch, tmp_path, value):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SPARK_REMOTE", value)
+    assert load_settings().spark_remote == value
