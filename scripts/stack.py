@@ -130,7 +130,8 @@ def project_env(
     (the user's environment / `.env`), empty when unset, as compose passes them."""
     env = {name: settings.get(name, "") for name in (
         "SYMBOLS", "BINANCE_WS_URL", "BINANCE_REST_URL", "BINANCE_DATA_URL", "WAREHOUSE_URL",
-        "REDSHIFT_IAM_ROLE", "SPARK_MASTER", "AIRFLOW_START_DATE", "AIRFLOW_WAIT_FOR_RAW_DAY")}
+        "REDSHIFT_IAM_ROLE", "SPARK_MASTER", "SPARK_REMOTE", "AIRFLOW_START_DATE",
+        "AIRFLOW_WAIT_FOR_RAW_DAY")}
     env.update({"DATABASE_URL": database_url, "LAKE_URI": lake_uri})
     if s3_endpoint:
         env.update(S3_CREDENTIALS, S3_ENDPOINT_URL=s3_endpoint)
@@ -384,6 +385,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "WAREHOUSE_URL": settings.warehouse_url or "",
         "REDSHIFT_IAM_ROLE": settings.redshift_iam_role or "",
         "SPARK_MASTER": settings.spark_master,
+        "SPARK_REMOTE": settings.spark_remote or "",
         "AIRFLOW_START_DATE": settings.airflow_start_date,
         "AIRFLOW_WAIT_FOR_RAW_DAY": str(settings.airflow_wait_for_raw_day).lower(),
     }
@@ -391,7 +393,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 def stack_env(setup: AirflowSetup, settings: Settings, *, database_url: str, lake: str,
               feed: bool, s3_port: int, feed_port: int, rate: int,
-              dashboard_port: int = 8050) -> dict[str, str]:
+              dashboard_port: int = 8050, spark_connect_port: int = 15002) -> dict[str, str]:
     """Every variable of the Procfile's processes: what they need to run, Airflow's, the
     project's (as compose gives them), and the Procfile's own parameters."""
     if lake == "s3":
@@ -419,6 +421,10 @@ def stack_env(setup: AirflowSetup, settings: Settings, *, database_url: str, lak
         "STACK_S3_PORT": str(s3_port), "STACK_BUCKET": bucket,
         "STACK_REPLAY_PORT": str(feed_port), "STACK_REPLAY_RATE": str(rate),
         "STACK_DASHBOARD_PORT": str(dashboard_port),
+        "STACK_SPARK_CONNECT_PORT": str(spark_connect_port),
+        # The batch's tasks use the stack's Spark Connect server, as under compose; a
+        # SPARK_REMOTE of the user's own wins.
+        "SPARK_REMOTE": settings.spark_remote or f"sc://127.0.0.1:{spark_connect_port}",
     }
 
 
@@ -474,7 +480,8 @@ class Stack:
             triggerer_log_server_port=free_port())
         env = stack_env(setup, settings, database_url=raw_url, lake=lake, feed=feed,
                         s3_port=free_port(), feed_port=free_port(), rate=rate,
-                        dashboard_port=8050 if port_free(8050) else free_port())
+                        dashboard_port=8050 if port_free(8050) else free_port(),
+                        spark_connect_port=15002 if port_free(15002) else free_port())
         write_env_file(self.env_file, env)
         names = selected_processes(lake=lake, feed=feed)
         print("preparing Airflow's metadata database (airflow db migrate)", flush=True)

@@ -136,6 +136,7 @@ def test_stack_env_gives_what_compose_gives(tmp_path: Path):
     assert env["LAKE_URI"] == "s3://binance-lake/lake"
     assert env["S3_ENDPOINT_URL"] == f"http://127.0.0.1:{env['STACK_S3_PORT']}"
     assert env["STACK_BUCKET"] == "binance-lake"
+    assert env["SPARK_REMOTE"] == f"sc://127.0.0.1:{env['STACK_SPARK_CONNECT_PORT']}"
     connection = json.loads(env["AIRFLOW_CONN_AWS_DEFAULT"])  # the lake's S3 inside Airflow
     assert connection["extra"]["endpoint_url"] == env["S3_ENDPOINT_URL"]
     assert env["BINANCE_WS_URL"] == f"ws://127.0.0.1:{env['STACK_REPLAY_PORT']}"
