@@ -26,6 +26,7 @@ RUN pip install -r requirements.txt
 COPY pyproject.toml README.md airflow.cfg stream.py ./
 COPY binance_etl ./binance_etl
 COPY etl ./etl
+COPY live ./live
 RUN pip install --no-deps .
 COPY dags ./dags
 COPY scripts ./scripts

@@ -97,6 +97,10 @@ class Settings(BaseSettings):
     airflow_wait_for_raw_day: bool = True
     airflow_raw_day_timeout_minutes: int = Field(default=360, ge=1)
     airflow_raw_day_poke_seconds: int = Field(default=300, ge=5)
+    # The live minute bars (`python -m live`): its checkpoint (a local path or s3://; the only
+    # memory of the query besides bars_1m itself) and how often it runs a micro-batch.
+    live_checkpoint_uri: str = ".local/live/checkpoint"
+    live_trigger_seconds: float = Field(default=1.0, gt=0, le=3600)
 
     @field_validator("symbols", mode="before")
     @classmethod
@@ -121,6 +125,17 @@ class Settings(BaseSettings):
     @field_validator("lake_uri", mode="before")
     @classmethod
     def _lake(cls, value: str) -> str:
+        value = str(value).strip()
+        if not value:
+            raise ValueError("must not be empty")
+        scheme = urlsplit(value).scheme
+        if scheme not in ("", "file", "s3", "s3a"):
+            raise ValueError("must be a local path, file://, s3:// or s3a://")
+        return value.rstrip("/")
+
+    @field_validator("live_checkpoint_uri", mode="before")
+    @classmethod
+    def _checkpoint(cls, value: str) -> str:
         value = str(value).strip()
         if not value:
             raise ValueError("must not be empty")
