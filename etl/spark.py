@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 from pyspark.sql import SparkSession
 
@@ -55,6 +56,10 @@ def build_session(
     if active is not None:
         return configure(active)
     builder = SparkSession.builder.appName(app_name)
+    # Python workers (the live query's data source reads) run this interpreter, the one with
+    # the project installed, on local and standalone executors alike.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    builder = builder.config("spark.pyspark.python", os.environ["PYSPARK_PYTHON"])
     if not under_spark_submit():
         if master.startswith("local") or master.startswith(LOOPBACK_MASTERS):
             # Keep the driver's own services on the loopback interface too.
