@@ -15,6 +15,7 @@ BENCHES = {
     "ingest": "stream.py: replay feed -> committed rows, lag, RSS, vs one INSERT per trade",
     "backfill": "daily dump -> raw trades, vs PostgreSQL's own COPY",
     "etl": "the daily batch on a 10M-trade day, vs COPY TO and GROUP BY in PostgreSQL",
+    "live": "python -m live: commit -> bars_1m freshness at 5,000 trades/s, catch-up rate, RSS",
 }
 
 

@@ -250,7 +250,7 @@ def minute_partials(
     )
 
 
-def merge_partials(partials: DataFrame) -> DataFrame:
+def merge_partials(partials: DataFrame, *, extra: tuple[Column, ...] = ()) -> DataFrame:
     """Several partial aggregates of the same (symbol, trade_minute) → one: exactly the partial
     that one pass over all their trades gives (sums add, min/max and open/close by key)."""
     return partials.groupBy("symbol", "trade_minute").agg(
@@ -263,6 +263,7 @@ def merge_partials(partials: DataFrame) -> DataFrame:
         F.max_by("close_p", "close_key").alias("close_p"),
         F.min("first_id_block").alias("first_id_block"),
         F.max("last_id_block").alias("last_id_block"),
+        *extra,
     )
 
 

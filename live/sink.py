@@ -19,9 +19,8 @@ from typing import Any
 
 import psycopg
 import pyarrow as pa
-import pyarrow.compute as pc
 from psycopg import sql
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from etl.transform import (
@@ -40,6 +39,9 @@ RANGE_KEYS = ("range_lo", "range_hi", "anchored")
 # the partial columns bars_1m stores beside the contract's (trade_count is both)
 STORED_PARTIALS = tuple(c for c in PARTIAL_COLUMNS if c not in FACT_COLUMNS)
 BAR_COLUMNS = (*FACT_COLUMNS, *STORED_PARTIALS)
+PARTIALS_SCHEMA = pa.schema([pa.field("symbol", pa.string()),
+                             pa.field("trade_minute", pa.timestamp("us", tz="UTC")),
+                             *(pa.field(c, pa.int64()) for c in PARTIAL_COLUMNS)])
 
 COMPLETE_SQL = """
 UPDATE bars_1m AS b SET complete = true, updated_at = now()
@@ -63,6 +65,7 @@ class Piece:
     first_time: datetime
     last_time: datetime
     count: int
+    since: datetime | None = None
 
 
 @dataclass
@@ -84,24 +87,6 @@ class SinkStats:
     bars: int = 0
     last_batch_id: int | None = None
     applied_at: list[float] = field(default_factory=list)
-
-
-def pieces_of(parts: pa.Table) -> list[Piece]:
-    """The batch's id runs, from its (symbol, minute, run) partials; each run's trade count must
-    be its id span (every id read once), else the batch is refused."""
-    grouped = parts.group_by(["symbol", *RANGE_KEYS]).aggregate(
-        [("first_time", "min"), ("last_time", "max"), ("trade_count", "sum")]
-    )
-    pieces = [
-        Piece(row["symbol"], row["range_lo"], row["range_hi"], row["anchored"],
-              row["first_time_min"], row["last_time_max"], row["trade_count_sum"])
-        for row in grouped.to_pylist()
-    ]
-    for piece in pieces:
-        if piece.count != piece.hi - piece.lo:
-            raise RuntimeError(f"{piece.symbol}: {piece.count} trade(s) read for ids "
-                               f"[{piece.lo}, {piece.hi}): each id must be read exactly once")
-    return sorted(pieces, key=lambda p: (p.symbol, p.lo))
 
 
 def classify(pieces: list[Piece], counted: dict[str, list[Counted]]) -> str:
@@ -157,26 +142,6 @@ def write_counted(conn: psycopg.Connection, symbol: str, runs: list[Counted]) ->
         )
 
 
-def stored_partials(conn: psycopg.Connection, keys: pa.Table, schema: pa.Schema) -> pa.Table:
-    """The partial aggregates bars_1m holds for the batch's (symbol, minute) keys."""
-    columns = sql.SQL(", ").join(sql.Identifier(c) for c in ("symbol", "trade_minute",
-                                                            *PARTIAL_COLUMNS))
-    rows = conn.execute(
-        sql.SQL("SELECT {} FROM bars_1m WHERE (symbol, trade_minute) IN "
-                "(SELECT * FROM unnest(%s::text[], %s::timestamptz[]))").format(columns),
-        (keys["symbol"].to_pylist(), keys["trade_minute"].to_pylist()),
-    ).fetchall()
-    names = ["symbol", "trade_minute", *PARTIAL_COLUMNS]
-    return pa.Table.from_pylist([dict(zip(names, row, strict=True)) for row in rows],
-                                schema=schema)
-
-
-def finalise(spark: SparkSession, partials: pa.Table) -> pa.Table:
-    """Merged partials and the fact columns computed from them, by the batch's finaliser."""
-    frame = spark.createDataFrame(partials)
-    return finalise_partials(merge_partials(frame), keep=STORED_PARTIALS).toArrow()
-
-
 def upsert(conn: psycopg.Connection, bars: pa.Table) -> None:
     """Bars into bars_1m on (symbol, trade_minute); `complete` is re-decided afterwards."""
     columns = sql.SQL(", ").join(sql.Identifier(c) for c in BAR_COLUMNS)
@@ -194,6 +159,78 @@ def upsert(conn: psycopg.Connection, bars: pa.Table) -> None:
     ).format(cols=columns, updates=updates))
 
 
+PIECE_FIELDS = ("range_lo", "range_hi", "anchored", "since", "first_time", "last_time",
+                "trade_count")
+
+
+def open_partials(conn: psycopg.Connection, schema: pa.Schema) -> pa.Table:
+    """The stored partials of every bar that is not complete yet: the only bars a new trade can
+    land in (a complete bar's ids are all counted), read before the batch's Spark job so that
+    the job merges and finalises in one pass."""
+    columns = sql.SQL(", ").join(sql.Identifier(c) for c in ("symbol", "trade_minute",
+                                                            *PARTIAL_COLUMNS))
+    rows = conn.execute(
+        sql.SQL("SELECT {} FROM bars_1m WHERE NOT complete").format(columns)).fetchall()
+    names = ["symbol", "trade_minute", *PARTIAL_COLUMNS]
+    return pa.Table.from_pylist([dict(zip(names, row, strict=True)) for row in rows],
+                                schema=schema)
+
+
+def merged_bars(batch: DataFrame, stored: pa.Table) -> pa.Table:
+    """ONE Spark job: the batch's trades → partials per (symbol, minute, id run), merged with the
+    stored partials of open bars, finalised by the batch's finaliser. Each output row is a bar
+    the batch touched, with the id runs that reached it (`pieces`)."""
+    new = minute_partials(
+        batch,
+        keys=(*RANGE_KEYS, "since"),
+        extra=(F.min("trade_time").alias("first_time"), F.max("trade_time").alias("last_time")),
+    ).select("symbol", "trade_minute", *PARTIAL_COLUMNS,
+             F.struct(*PIECE_FIELDS).alias("piece"))
+    piece_type = new.schema["piece"].dataType
+    spark = batch.sparkSession
+    old = spark.createDataFrame(stored).select(
+        "symbol", "trade_minute", *PARTIAL_COLUMNS, F.lit(None).cast(piece_type).alias("piece"))
+    merged = merge_partials(new.unionByName(old),
+                            extra=(F.collect_list("piece").alias("pieces"),))
+    touched = merged.where(F.size("pieces") > 0)
+    return finalise_partials(touched, keep=(*STORED_PARTIALS, "pieces")).toArrow()
+
+
+def pieces_from_bars(bars: pa.Table) -> list[Piece]:
+    """The batch's id runs from the bars' `pieces` lists; each run's trade count must be its id
+    span (every id read once), else the batch is refused."""
+    runs: dict[tuple[str, int, int, bool], list[dict[str, Any]]] = {}
+    for symbol, items in zip(bars["symbol"].to_pylist(), bars["pieces"].to_pylist(),
+                             strict=True):
+        for item in items:
+            runs.setdefault((symbol, item["range_lo"], item["range_hi"], item["anchored"]),
+                            []).append(item)
+    pieces = [
+        Piece(symbol, lo, hi, anchored, min(i["first_time"] for i in items),
+              max(i["last_time"] for i in items), sum(i["trade_count"] for i in items),
+              items[0]["since"])
+        for (symbol, lo, hi, anchored), items in runs.items()
+    ]
+    for piece in pieces:
+        if piece.count != piece.hi - piece.lo:
+            raise RuntimeError(f"{piece.symbol}: {piece.count} trade(s) read for ids "
+                               f"[{piece.lo}, {piece.hi}): each id must be read exactly once")
+    return sorted(pieces, key=lambda p: (p.symbol, p.lo))
+
+
+def refuse_complete(conn: psycopg.Connection, bars: pa.Table) -> None:
+    """A new trade in a bar already complete would mean ids out of time order (the rule that
+    makes `complete` final): stop loudly rather than publish a wrong bar."""
+    row = conn.execute(
+        "SELECT symbol, trade_minute FROM bars_1m WHERE complete AND (symbol, trade_minute) IN "
+        "(SELECT * FROM unnest(%s::text[], %s::timestamptz[])) LIMIT 1",
+        (bars["symbol"].to_pylist(), bars["trade_minute"].to_pylist()),
+    ).fetchone()
+    if row is not None:
+        raise RuntimeError(f"{row[0]} {row[1].isoformat()}: a new trade in a bar that was "
+                           "complete; trade ids of this symbol are not in time order")
+
+
 class BarsSink:
     """`writeStream.foreachBatch(BarsSink(url))`."""
 
@@ -203,47 +240,40 @@ class BarsSink:
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         started = time.perf_counter()
-        parts = minute_partials(
-            batch,
-            keys=(*RANGE_KEYS, "since"),
-            extra=(F.min("trade_time").alias("first_time"),
-                   F.max("trade_time").alias("last_time")),
-        ).toArrow()
-        if parts.num_rows == 0:
+        result = with_retries(lambda: self._apply(batch, batch_id),
+                              f"apply micro-batch {batch_id}")
+        if result is None:
             return
-        pieces = pieces_of(parts)
-        since = pc.min(parts["since"]).as_py()
-        minute_parts = parts.select(["symbol", "trade_minute", *PARTIAL_COLUMNS])
-        spark = batch.sparkSession
-        result = with_retries(
-            lambda: self._apply(spark, batch_id, since, pieces, minute_parts),
-            f"apply micro-batch {batch_id}",
-        )
+        outcome, pieces, bars = result
         trades = sum(p.count for p in pieces)
-        if result == "applied":
+        if outcome == "applied":
             self.stats.replayed += 1
             logger.info("micro-batch %d was already applied (replay): nothing changed", batch_id)
         else:
             self.stats.batches += 1
             self.stats.trades += trades
-            self.stats.bars += int(result)
-            logger.info("micro-batch %d: %d trade(s) in %d id run(s) -> %s bar(s) in %.2f s",
-                        batch_id, trades, len(pieces), result, time.perf_counter() - started)
+            self.stats.bars += bars
+            logger.info("micro-batch %d: %d trade(s) in %d id run(s) -> %d bar(s) in %.2f s",
+                        batch_id, trades, len(pieces), bars, time.perf_counter() - started)
         self.stats.last_batch_id = batch_id
         self.stats.applied_at.append(time.time())
 
-    def _apply(self, spark: SparkSession, batch_id: int, since: datetime,
-               pieces: list[Piece], minute_parts: pa.Table) -> str:
-        symbols = sorted({p.symbol for p in pieces})
+    def _apply(self, batch: DataFrame, batch_id: int) -> tuple[str, list[Piece], int] | None:
         with connect(self.url) as conn, conn.transaction():
+            # one writer at a time, held across the Spark job: the open bars it merges with
+            # cannot change underneath it
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (LIVE_LOCK,))
+            schema = PARTIALS_SCHEMA
+            bars = merged_bars(batch, open_partials(conn, schema))
+            if bars.num_rows == 0:
+                return None
+            pieces = pieces_from_bars(bars)
+            symbols = sorted({p.symbol for p in pieces})
             counted = read_counted(conn, symbols)
             if classify(pieces, counted) == "applied":
-                return "applied"
-            keys = minute_parts.select(["symbol", "trade_minute"])
-            merged = pa.concat_tables([stored_partials(conn, keys, minute_parts.schema),
-                                       minute_parts])
-            bars = finalise(spark, merged)
+                return "applied", pieces, 0
+            refuse_complete(conn, bars)
+            since = min(p.since for p in pieces if p.since is not None)
             upsert(conn, bars)
             for symbol in symbols:
                 mine = [p for p in pieces if p.symbol == symbol]
@@ -255,7 +285,7 @@ class BarsSink:
                 "updated_at = now()",
                 (since, batch_id),
             )
-            return str(bars.num_rows)
+            return "new", pieces, bars.num_rows
 
 
 def summary_of(stats: SinkStats) -> dict[str, Any]:

@@ -13,6 +13,7 @@ Rows carry the id run they came from (`range_lo`, `range_hi`, `anchored`) and th
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ from typing import Any, TypeVar
 
 import psycopg
 import pyarrow as pa
+from psycopg import sql
+from pyarrow import csv as pa_csv
 from pyspark.sql.datasource import DataSource, DataSourceStreamReader, InputPartition
 from pyspark.sql.streaming.datasource import ReadAllAvailable, ReadLimit, ReadMaxRows
 from pyspark.sql.types import StructType
@@ -66,7 +69,7 @@ def with_retries(action: Callable[[], T], what: str, seconds: float = RETRY_SECO
     (a restart, a failover); other errors are raised at once."""
     retrying = Retrying(
         retry=retry_if_exception_type(psycopg.OperationalError),
-        wait=wait_exponential_jitter(initial=0.2, max=5.0),
+        wait=wait_exponential_jitter(multiplier=0.2, max=5.0),
         stop=stop_after_delay(seconds),
         before_sleep=before_sleep_log(logger, logging.WARNING),
         reraise=True,
@@ -146,11 +149,13 @@ def find_new_runs(conn: psycopg.Connection, symbol: str, since: datetime,
 
 
 READ_SQL = (
-    "SELECT trade_id, (price * 100000000)::bigint, (quantity * 100000000)::bigint,"
+    "COPY (SELECT trade_id, (price * 100000000)::bigint, (quantity * 100000000)::bigint,"
     " (extract(epoch FROM trade_time) * 1000000)::bigint, is_buyer_maker"
-    " FROM public.trades WHERE symbol = %s AND trade_time >= %s"
-    " AND trade_id >= %s AND trade_id < %s ORDER BY trade_id"
+    " FROM public.trades WHERE symbol = {symbol} AND trade_time >= {since}"
+    " AND trade_id >= {lo} AND trade_id < {hi} ORDER BY trade_id) TO STDOUT WITH (FORMAT csv)"
 )
+READ_COLUMNS = {"trade_id": pa.int64(), "price_e8": pa.int64(), "quantity_e8": pa.int64(),
+                "micros": pa.int64(), "is_buyer_maker": pa.bool_()}
 
 
 @dataclass(frozen=True)
@@ -166,37 +171,48 @@ class TradeRange(InputPartition):
 
 
 def read_range(part: TradeRange) -> list[pa.RecordBatch]:
-    """Every trade of the range as Arrow record batches; exactly hi - lo rows, or an error."""
+    """Every trade of the range as Arrow record batches; exactly hi - lo rows, or an error.
+    PostgreSQL writes the rows as CSV of exact integers (COPY), which Arrow parses in C."""
     since = datetime.fromisoformat(part.since)
+    statement = sql.SQL(READ_SQL).format(symbol=sql.Literal(part.symbol),
+                                         since=sql.Literal(since), lo=sql.Literal(part.lo),
+                                         hi=sql.Literal(part.hi))
 
-    def fetch() -> list[tuple[Any, ...]]:
-        with connect(part.url) as conn:
-            return conn.execute(READ_SQL, (part.symbol, since, part.lo, part.hi)).fetchall()
+    def fetch() -> bytes:
+        buffer = io.BytesIO()
+        with connect(part.url) as conn, conn.cursor() as cur, cur.copy(statement) as copy:
+            for chunk in copy:
+                buffer.write(chunk)
+        return buffer.getvalue()
 
-    rows = with_retries(fetch, f"read {part.symbol} [{part.lo}, {part.hi})")
-    if len(rows) != part.hi - part.lo:
+    data = with_retries(fetch, f"read {part.symbol} [{part.lo}, {part.hi})")
+    table = pa_csv.read_csv(
+        io.BytesIO(data),
+        read_options=pa_csv.ReadOptions(column_names=list(READ_COLUMNS)),
+        convert_options=pa_csv.ConvertOptions(column_types=READ_COLUMNS, true_values=["t"],
+                                              false_values=["f"]),
+    ) if data else pa.table({name: pa.array([], kind) for name, kind in READ_COLUMNS.items()})
+    if table.num_rows != part.hi - part.lo:
         raise RuntimeError(
-            f"{part.symbol}: {len(rows)} stored trade(s) in ids [{part.lo}, {part.hi}), planned "
-            f"{part.hi - part.lo}: rows were deleted (retention?) after the batch was planned"
+            f"{part.symbol}: {table.num_rows} stored trade(s) in ids [{part.lo}, {part.hi}), "
+            f"planned {part.hi - part.lo}: rows were deleted (retention?) after planning"
         )
-    batches = []
-    for start in range(0, len(rows), ARROW_ROWS):
-        chunk = rows[start:start + ARROW_ROWS]
-        ids, prices, quantities, micros, makers = (list(c) for c in zip(*chunk, strict=True))
-        n = len(chunk)
-        batches.append(pa.RecordBatch.from_arrays([
-            pa.array([part.symbol] * n, pa.string()),
-            pa.array(ids, pa.int64()),
-            pa.array(prices, pa.int64()),
-            pa.array(quantities, pa.int64()),
-            pa.array(micros, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
-            pa.array(makers, pa.bool_()),
-            pa.array([part.lo] * n, pa.int64()),
-            pa.array([part.hi] * n, pa.int64()),
-            pa.array([part.anchored] * n, pa.bool_()),
-            pa.array([since] * n, pa.timestamp("us", tz="UTC")),
-        ], schema=ARROW_SCHEMA))
-    return batches
+    n = table.num_rows
+
+    def constant(value: object, kind: pa.DataType) -> pa.Array:
+        return pa.repeat(pa.scalar(value, kind), n)
+
+    whole = pa.table([
+        constant(part.symbol, pa.string()),
+        table["trade_id"], table["price_e8"], table["quantity_e8"],
+        table["micros"].cast(pa.timestamp("us", tz="UTC")),
+        table["is_buyer_maker"],
+        constant(part.lo, pa.int64()),
+        constant(part.hi, pa.int64()),
+        constant(part.anchored, pa.bool_()),
+        constant(since, pa.timestamp("us", tz="UTC")),
+    ], schema=ARROW_SCHEMA)
+    return whole.to_batches(max_chunksize=ARROW_ROWS)
 
 
 def stored_offset(conn: psycopg.Connection, now: datetime) -> SourceOffset:

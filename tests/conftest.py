@@ -21,6 +21,7 @@ pytest_plugins = [
     "tests.plugins.s3",
     "tests.plugins.airflow",
     "tests.plugins.backfill",
+    "tests.plugins.live",
 ]
 
 
