@@ -28,8 +28,8 @@ from pyspark.sql.datasource import DataSource, DataSourceStreamReader, InputPart
 from pyspark.sql.streaming.datasource import ReadAllAvailable, ReadLimit, ReadMaxRows
 from pyspark.sql.types import StructType
 from tenacity import (
+    RetryCallState,
     Retrying,
-    before_sleep_log,
     retry_if_exception_type,
     stop_after_delay,
     wait_exponential_jitter,
@@ -67,17 +67,21 @@ T = TypeVar("T")
 def with_retries(action: Callable[[], T], what: str, seconds: float = RETRY_SECONDS) -> T:
     """`action()`, retried with capped exponential back-off while PostgreSQL is unreachable
     (a restart, a failover); other errors are raised at once."""
+    def before_sleep(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        logger.warning("%s: PostgreSQL unreachable (%s); retry %d in %.1f s", what,
+                       str(error).splitlines()[0] if error else "?", state.attempt_number,
+                       state.next_action.sleep if state.next_action else 0.0)
+
     retrying = Retrying(
         retry=retry_if_exception_type(psycopg.OperationalError),
         wait=wait_exponential_jitter(multiplier=0.2, max=5.0),
         stop=stop_after_delay(seconds),
-        before_sleep=before_sleep_log(logger, logging.WARNING),
+        before_sleep=before_sleep,
         reraise=True,
     )
     for attempt in retrying:
         with attempt:
-            if attempt.retry_state.attempt_number > 1:
-                logger.info("%s: attempt %d", what, attempt.retry_state.attempt_number)
             return action()
     raise AssertionError("unreachable")
 

@@ -21,9 +21,7 @@ from binance_etl.db import connect
 from binance_etl.replay.testing import running_feed
 from binance_etl.settings import load_settings
 from etl.pipeline import stage_day
-from live.main import start_query
 from live.offsets import default_since
-from live.sink import BarsSink
 from tests.plugins.ingest import DedicatedPostgres, StreamerThread
 from tests.plugins.live import assert_bars_equal_raw, live_bars, live_caught_up, wait_for
 
@@ -56,68 +54,6 @@ def coverage_runs(url: str, symbol: str) -> int:
     return int(row[0]) if row else 0
 
 
-def test_drops_duplicates_late_trades_and_a_postgres_restart(
-    spark: object, dedicated_pg: DedicatedPostgres, tmp_path: Path,
-    run_streamer: Callable[..., StreamerThread],
-) -> None:
-    url = dedicated_pg.url
-    since = default_since(datetime.now(UTC))
-    yesterday = since  # the scope starts at yesterday's 00:00
-    with connect(url, autocommit=True) as conn:
-        conn.execute("SELECT ensure_trades_partition(%s)", (yesterday.date(),))
-    # Yesterday's trades with ids 1500..1599 missing: provisional bars until they arrive.
-    insert(url, synthetic_trades(yesterday, range(1, 1500)))
-    insert(url, synthetic_trades(yesterday, range(1600, 3000)))
-    settings = load_settings(database_url=url, live_checkpoint_uri=str(tmp_path / "checkpoint"),
-                             live_trigger_seconds=1, lake_uri=str(tmp_path / "lake"))
-    symbols = [*SYMBOLS, SYNTHETIC]
-    sink = BarsSink(url)
-    with running_feed(symbols=SYMBOLS, rate=1500, drop_after_frames=1500,
-                      duplicate_fraction=0.05) as feed:
-        runner = run_streamer(symbols=tuple(SYMBOLS), database_url=url, ws_url=feed.ws_url,
-                              rest_url=feed.rest_url, reconnect_max_seconds=0.5)
-        query = start_query(spark, url, symbols, settings, sink)  # type: ignore[arg-type]
-        try:
-            # The gap is open: its symbol's bars are provisional and the others flow on.
-            wait_for(lambda: coverage_runs(url, SYNTHETIC) == 2 and sink.stats.batches >= 2,
-                     "provisional bars of the gapped symbol")
-            bars = live_bars(url)
-            gap_minute = datetime(yesterday.year, yesterday.month, yesterday.day, 10, 1,
-                                  tzinfo=UTC)  # ids 1500..1599 are at 10:01:15-10:01:20
-            assert bars[(SYNTHETIC, gap_minute)]["complete"] is False
-            assert any(k[0] == "BTCUSDT" for k in bars)
-            # PostgreSQL goes away while trades keep coming; the query waits and goes on.
-            before = sink.stats.batches
-            produced = feed.stats()["symbols"]["BTCUSDT"]["produced"]
-            dedicated_pg.server.stop("fast")
-            feed.wait_until(lambda s: s["symbols"]["BTCUSDT"]["produced"] >= produced + 1500,
-                            timeout=60)
-            dedicated_pg.server.restart()
-            insert(url, synthetic_trades(yesterday, range(1500, 1600)))  # the late trades
-            feed.wait_until(lambda s: s["connections_total"] >= 3, timeout=60)
-            stats = feed.pause()
-            runner.wait_caught_up({s: stats["symbols"][s]["last_id"] for s in SYMBOLS}, 60)
-            summary = runner.stop()
-            assert summary.duplicates > 0
-            assert summary.gaps_found > 0
-            wait_for(lambda: live_caught_up(url, symbols, since), "the live bars to catch up")
-            assert sink.stats.batches > before  # batches after the restart were applied
-            assert coverage_runs(url, SYNTHETIC) == 1  # the gap closed: one run
-        finally:
-            query.stop()
-    compared = assert_bars_equal_raw(url, symbols, since)
-    assert compared >= 5
-
-    # The batch of yesterday: its facts equal the bars, by its own quality report.
-    staged = stage_day(yesterday.date(), settings, spark=spark)  # type: ignore[arg-type]
-    report = json.loads(Path(staged["report"].removeprefix("file://")).read_text())
-    check = {c["name"]: c for c in report["checks"]}["live_bars_equal_facts"]
-    assert check["passed"] is True, check
-    assert report["live_bars"]["compared"] == report["live_bars"]["bars"] == 3  # 3000 × 50 ms
-    assert report["live_bars"]["differing_total"] == 0
-    assert report["passed"] is True
-
-
 def live_process(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     """`python -m live` in its own process group (driver, JVM and Python workers)."""
     return subprocess.Popen([sys.executable, "-m", "live"], cwd=ROOT, env=env,
@@ -131,41 +67,80 @@ def last_batch(url: str) -> int:
     return -1 if row is None else int(row[0])
 
 
-def test_kill_9_and_restart_of_the_live_process_lose_and_double_nothing(
-    pg_url: str, tmp_path: Path, run_streamer: Callable[..., StreamerThread],
+def test_faults_kill_9_and_a_postgres_restart_lose_and_double_nothing(
+    spark: object, dedicated_pg: DedicatedPostgres, tmp_path: Path,
+    run_streamer: Callable[..., StreamerThread],
 ) -> None:
-    with connect(pg_url, autocommit=True) as conn:
-        conn.execute("TRUNCATE trades, bars_1m, live_coverage, live_state")
+    """One run through every fault (one Spark start per `python -m live` process): socket
+    drops (late trades from REST), duplicated frames, yesterday's trades with a gap filled
+    late, a kill -9 of the live process group and a restart, a PostgreSQL restart under the
+    restarted query; then bars == raw aggregation and the day's batch facts == bars."""
+    url = dedicated_pg.url
     since = default_since(datetime.now(UTC))
-    env = {**os.environ, "DATABASE_URL": pg_url, "SYMBOLS": ",".join(SYMBOLS),
+    yesterday = since  # the scope starts at yesterday's 00:00
+    with connect(url, autocommit=True) as conn:
+        conn.execute("SELECT ensure_trades_partition(%s)", (yesterday.date(),))
+    # Yesterday's trades with ids 1500..1599 missing: provisional bars until they arrive.
+    insert(url, synthetic_trades(yesterday, range(1, 1500)))
+    insert(url, synthetic_trades(yesterday, range(1600, 3000)))
+    symbols = [*SYMBOLS, SYNTHETIC]
+    env = {**os.environ, "DATABASE_URL": url, "SYMBOLS": ",".join(symbols),
            "LIVE_CHECKPOINT_URI": str(tmp_path / "checkpoint"), "LIVE_TRIGGER_SECONDS": "0.5",
            "SPARK_MASTER": "local[2]"}
     log = tmp_path / "live.log"
-    with running_feed(symbols=SYMBOLS, rate=300, drop_after_frames=1000) as feed:
-        runner = run_streamer(symbols=tuple(SYMBOLS), database_url=pg_url, ws_url=feed.ws_url,
+    processes: list[subprocess.Popen[bytes]] = []
+    with running_feed(symbols=SYMBOLS, rate=600, drop_after_frames=600,
+                      duplicate_fraction=0.05) as feed:
+        runner = run_streamer(symbols=tuple(SYMBOLS), database_url=url, ws_url=feed.ws_url,
                               rest_url=feed.rest_url, reconnect_max_seconds=0.5)
-        first = live_process(env, log)
         try:
-            wait_for(lambda: last_batch(pg_url) >= 1, "the first live process's batches", 180)
-            os.killpg(first.pid, signal.SIGKILL)  # driver, JVM and workers, mid-stream
-            first.wait(30)
-            killed_at = last_batch(pg_url)
-            second = live_process(env, log)
-            try:
-                wait_for(lambda: last_batch(pg_url) > killed_at,
-                         "the restarted process's batches", 180)
-                stats = feed.pause()
-                runner.wait_caught_up({s: stats["symbols"][s]["last_id"] for s in SYMBOLS}, 60)
-                runner.stop()
-                wait_for(lambda: live_caught_up(pg_url, SYMBOLS, since),
-                         "the live bars to catch up", 120)
-                second.send_signal(signal.SIGTERM)
-                assert second.wait(60) == 0, log.read_text()[-3000:]
-            finally:
-                if second.poll() is None:
-                    os.killpg(second.pid, signal.SIGKILL)
+            processes.append(live_process(env, log))
+            # The gap is open: its symbol's bars are provisional and the others flow on.
+            wait_for(lambda: coverage_runs(url, SYNTHETIC) == 2 and last_batch(url) >= 1,
+                     "provisional bars of the gapped symbol", 240)
+            bars = live_bars(url)
+            gap_minute = yesterday.replace(hour=10, minute=1)  # ids 1500..1599: 10:01:15-20
+            assert bars[(SYNTHETIC, gap_minute)]["complete"] is False
+            assert any(key[0] == "BTCUSDT" for key in bars)
+
+            os.killpg(processes[0].pid, signal.SIGKILL)  # driver, JVM and workers
+            processes[0].wait(30)
+            killed_at = last_batch(url)
+            processes.append(live_process(env, log))
+            wait_for(lambda: last_batch(url) > killed_at, "the restarted process's batches", 240)
+
+            # PostgreSQL goes away under the running query while trades keep coming.
+            produced = feed.stats()["symbols"]["BTCUSDT"]["produced"]
+            dedicated_pg.server.stop("fast")
+            feed.wait_until(lambda s: s["symbols"]["BTCUSDT"]["produced"] >= produced + 600,
+                            timeout=60)
+            dedicated_pg.server.restart()
+            insert(url, synthetic_trades(yesterday, range(1500, 1600)))  # the late trades
+            feed.wait_until(lambda s: s["connections_total"] >= 3, timeout=60)
+            stats = feed.pause()
+            runner.wait_caught_up({s: stats["symbols"][s]["last_id"] for s in SYMBOLS}, 60)
+            summary = runner.stop()
+            assert summary.duplicates > 0
+            assert summary.gaps_found > 0
+            wait_for(lambda: live_caught_up(url, symbols, since), "the live bars to catch up")
+            assert coverage_runs(url, SYNTHETIC) == 1  # the gap closed: one run
+            assert processes[1].poll() is None, log.read_text()[-3000:]  # survived the restart
+            processes[1].send_signal(signal.SIGTERM)
+            assert processes[1].wait(60) == 0, log.read_text()[-3000:]
         finally:
-            if first.poll() is None:
-                os.killpg(first.pid, signal.SIGKILL)
-    assert assert_bars_equal_raw(pg_url, SYMBOLS, since) > 0
+            for process in processes:
+                if process.poll() is None:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait(30)
     assert "live bars: batches" in log.read_text()  # the clean stop's summary
+    assert assert_bars_equal_raw(url, symbols, since) >= 5
+
+    # The batch of yesterday: its facts equal the bars, by its own quality report.
+    settings = load_settings(database_url=url, lake_uri=str(tmp_path / "lake"))
+    staged = stage_day(yesterday.date(), settings, spark=spark)  # type: ignore[arg-type]
+    report = json.loads(Path(staged["report"].removeprefix("file://")).read_text())
+    check = {c["name"]: c for c in report["checks"]}["live_bars_equal_facts"]
+    assert check["passed"] is True, check
+    assert report["live_bars"]["compared"] == report["live_bars"]["bars"] == 3  # 3000 × 50 ms
+    assert report["live_bars"]["differing_total"] == 0
+    assert report["passed"] is True
