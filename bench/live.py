@@ -36,10 +36,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from binance_etl.db import connect, resolve_database_url, with_database
+from bench.ingest import fresh_database as ingest_database
+from binance_etl.db import connect
 from binance_etl.replay.testing import running_feed
-from binance_etl.schema import migrate
-from binance_etl.settings import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 SYMBOLS = ["BTCUSDT", "ETHUSDT"]
@@ -68,19 +67,11 @@ CREATE TABLE IF NOT EXISTS naive_bars (symbol text, trade_minute timestamptz,
 
 @contextmanager
 def fresh_database() -> Iterator[str]:
-    server = resolve_database_url(load_settings())
-    name = f"bench_live_{uuid.uuid4().hex[:8]}"
-    with connect(server, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = with_database(server, name)
-    try:
+    """bench.ingest's fresh database, with the naive loop's table."""
+    with ingest_database() as url:
         with connect(url, autocommit=True) as conn:
-            migrate(conn)
             conn.execute(NAIVE_DDL)
         yield url
-    finally:
-        with connect(server, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def tree_rss_mb(pid: int) -> float:

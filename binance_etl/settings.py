@@ -122,20 +122,9 @@ class Settings(BaseSettings):
     def _http_url(cls, value: str | None) -> str | None:
         return _check_url(value, ("http", "https"), "the URL")
 
-    @field_validator("lake_uri", mode="before")
+    @field_validator("lake_uri", "live_checkpoint_uri", mode="before")
     @classmethod
     def _lake(cls, value: str) -> str:
-        value = str(value).strip()
-        if not value:
-            raise ValueError("must not be empty")
-        scheme = urlsplit(value).scheme
-        if scheme not in ("", "file", "s3", "s3a"):
-            raise ValueError("must be a local path, file://, s3:// or s3a://")
-        return value.rstrip("/")
-
-    @field_validator("live_checkpoint_uri", mode="before")
-    @classmethod
-    def _checkpoint(cls, value: str) -> str:
         value = str(value).strip()
         if not value:
             raise ValueError("must not be empty")
