@@ -233,6 +233,16 @@ def stored_offset(conn: psycopg.Connection, now: datetime) -> SourceOffset:
     return SourceOffset(row[0].astimezone(UTC), {s: normalise(r) for s, r in runs.items()})
 
 
+def per_symbol_budget(limit: ReadLimit, symbols: int) -> int:
+    """How many new trade ids one symbol may add to a batch under Spark's read limit (an
+    even share of ReadMaxRows; no limit under ReadAllAvailable, e.g. Trigger.AvailableNow)."""
+    if isinstance(limit, ReadMaxRows):
+        return max(1, int(limit.max_rows) // max(1, symbols))
+    if isinstance(limit, ReadAllAvailable):
+        return 2**62
+    raise ValueError(f"unsupported read limit {limit!r}")
+
+
 class TradesStreamReader(DataSourceStreamReader):
     def __init__(self, options: dict[str, str]) -> None:
         self.url = options["url"]
@@ -265,8 +275,7 @@ class TradesStreamReader(DataSourceStreamReader):
 
     def latestOffset(self, start: dict, limit: ReadLimit) -> dict:
         offset = SourceOffset.from_json(start)
-        budget = None if isinstance(limit, ReadAllAvailable) else getattr(limit, "maxRows", None)
-        per_symbol = max(1, int(budget) // max(1, len(self.symbols))) if budget else 2**62
+        per_symbol = per_symbol_budget(limit, len(self.symbols))
 
         def plan(conn: psycopg.Connection) -> SourceOffset:
             latest = offset

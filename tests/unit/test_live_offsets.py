@@ -21,6 +21,7 @@ from live.offsets import (
     subtract,
 )
 from live.sink import Counted, Piece, classify, merge_counted
+from live.source import per_symbol_budget
 
 SINCE = datetime(2025, 9, 9, tzinfo=UTC)
 T0 = datetime(2025, 9, 10, 12, 0, tzinfo=UTC)
@@ -155,3 +156,13 @@ def test_counted_runs_merge_and_keep_the_outer_times() -> None:
                          [Piece("BTCUSDT", 100, 150, False, later, later, 50),
                           Piece("BTCUSDT", 200, 210, False, later, later, 10)])
     assert runs == [Counted(0, 150, True, T0, later), Counted(200, 210, False, later, later)]
+
+
+def test_spark_read_limits_become_a_per_symbol_budget() -> None:
+    from pyspark.sql.streaming.datasource import ReadAllAvailable, ReadMaxRows, ReadMinRows
+
+    assert per_symbol_budget(ReadMaxRows(1_000_000), 2) == 500_000
+    assert per_symbol_budget(ReadMaxRows(3), 5) == 1
+    assert per_symbol_budget(ReadAllAvailable(), 2) > 10**15
+    with pytest.raises(ValueError, match="unsupported"):
+        per_symbol_budget(ReadMinRows(5), 2)
