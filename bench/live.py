@@ -10,7 +10,9 @@ From one run it prints:
   passes the committed one. Resolution: the 100 ms poll;
 - the same freshness for a naive alternative running beside it in the same run: a loop that
   re-aggregates the current UTC day with one SQL `GROUP BY` into its own table every second
-  (DELETE + INSERT in one transaction), and how long one such pass takes per million rows;
+  (DELETE + INSERT in one transaction), and how long one such pass takes per million rows.
+  Both start with `--day-trades` earlier trades of the day already stored (two more symbols),
+  so that the naive pass has a realistic part of a day to re-read;
 - catch-up throughput: `--catchup-trades` trades written straight into `trades`, then a fresh
   live query started; trades per second of micro-batch processing (the cold first batch
   apart), read from its log; batches hold at most 1,000,000 trades;
@@ -45,6 +47,7 @@ from binance_etl.replay.testing import running_feed
 
 ROOT = Path(__file__).resolve().parent.parent
 SYMBOLS = ["BTCUSDT", "ETHUSDT"]
+DAY_SYMBOLS = ["BNBUSDT", "SOLUSDT"]  # the day's earlier trades, preloaded (ids of their own)
 POLL_SECONDS = 0.1
 
 NAIVE_SQL = """
@@ -94,8 +97,9 @@ def tree_rss_mb(pid: int) -> float:
     return total
 
 
-def start_live(url: str, checkpoint: Path, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "DATABASE_URL": url, "SYMBOLS": ",".join(SYMBOLS),
+def start_live(url: str, checkpoint: Path, log: Path,
+               symbols: list[str] = SYMBOLS) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "DATABASE_URL": url, "SYMBOLS": ",".join(symbols),
            "LIVE_CHECKPOINT_URI": str(checkpoint), "LOG_LEVEL": "INFO"}
     return subprocess.Popen([sys.executable, "-m", "live"], cwd=ROOT, env=env,
                             stdout=log.open("ab"), stderr=subprocess.STDOUT,
@@ -177,8 +181,17 @@ def quantiles(values: list[float]) -> str:
     return f"p50 {p50:.2f} s, p99 {p99:.2f} s ({len(ordered)} samples)"
 
 
-def paced_run(url: str, rate: float, seconds: float, work: Path) -> dict[str, Any]:
+def counted_trades(url: str) -> int:
+    with connect(url, autocommit=True) as conn:
+        row = conn.execute("SELECT coalesce(sum(trade_count), 0) FROM bars_1m").fetchone()
+    return int(row[0]) if row else 0
+
+
+def paced_run(url: str, rate: float, seconds: float, work: Path,
+              day_trades: int) -> dict[str, Any]:
     log = work / "live-paced.log"
+    if day_trades:
+        preload(url, day_trades, DAY_SYMBOLS)
     poller = Poller(url)
     halt = threading.Event()
     naive_durations: list[tuple[float, int]] = []
@@ -188,7 +201,7 @@ def paced_run(url: str, rate: float, seconds: float, work: Path) -> dict[str, An
                "LOG_LEVEL": "WARNING"}
         streamer = subprocess.Popen([sys.executable, "stream.py"], cwd=ROOT, env=env,
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        live = start_live(url, work / "checkpoint-paced", log)
+        live = start_live(url, work / "checkpoint-paced", log, [*SYMBOLS, *DAY_SYMBOLS])
         naive = threading.Thread(target=naive_loop, args=(url, halt, naive_durations),
                                  daemon=True)
         poller.start()
@@ -196,7 +209,8 @@ def paced_run(url: str, rate: float, seconds: float, work: Path) -> dict[str, An
         try:
             # warm-up: the JVM's start and the first (large) micro-batch are not freshness
             deadline = time.monotonic() + 240
-            while "micro-batch 2:" not in log.read_text():
+            while ("micro-batch 2:" not in log.read_text()
+                   or counted_trades(url) < day_trades):
                 if live.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("live query did not start:\n" + log.read_text()[-3000:])
                 time.sleep(0.5)
@@ -221,13 +235,13 @@ def paced_run(url: str, rate: float, seconds: float, work: Path) -> dict[str, An
     }
 
 
-def preload(url: str, trades: int) -> None:
-    """`trades` trades of two symbols in the last hours of today, via one COPY per symbol."""
+def preload(url: str, trades: int, symbols: list[str] = SYMBOLS) -> None:
+    """`trades` trades of `symbols` in the last hour, via one COPY per symbol."""
     now = datetime.now(UTC)
     start = now - timedelta(hours=1)
     with connect(url) as conn, conn.cursor() as cur:
-        for symbol in SYMBOLS:
-            count = trades // len(SYMBOLS)
+        for symbol in symbols:
+            count = trades // len(symbols)
             with cur.copy("COPY trades (symbol, trade_id, price, quantity, trade_time,"
                           " is_buyer_maker) FROM STDIN") as copy:
                 step = timedelta(hours=1) / count
@@ -274,9 +288,10 @@ def catchup_run(url: str, trades: int, work: Path) -> dict[str, Any]:
 
 def paced_report(args: argparse.Namespace, work: Path) -> None:
     with fresh_database() as url:
-        paced = paced_run(url, args.rate, args.seconds, work)
+        paced = paced_run(url, args.rate, args.seconds, work, args.day_trades)
     print(f"\nfeed at {args.rate:,.0f} trades/s through stream.py, "
-          f"{paced['window']:.0f} s measured after warm-up")
+          f"{paced['window']:.0f} s measured after warm-up, {args.day_trades:,} earlier trades "
+          "of the day preloaded (two more symbols, counted by both)")
     print(f"  live query  commit -> bars_1m: {quantiles(paced['live'])}")
     print(f"  naive loop  commit -> its bars: {quantiles(paced['naive'])}")
     if paced["naive_durations"]:
@@ -294,6 +309,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--catchup-trades", type=int, default=3_000_000)
     parser.add_argument("--no-paced", action="store_true", help="only the catch-up run")
+    parser.add_argument("--day-trades", type=int, default=4_000_000,
+                        help="earlier trades of the day preloaded before the paced run")
     args = parser.parse_args(argv)
     work = ROOT / ".local" / "bench-live" / uuid.uuid4().hex[:8]
     work.mkdir(parents=True)
