@@ -222,6 +222,8 @@ def paced_run(url: str, rate: float, seconds: float, work: Path,
         finally:
             poller.halt.set()
             halt.set()
+            naive.join(120)  # its pass in flight finishes before the database is dropped
+            poller.join(10)
             stop(streamer)
             code = stop(live)
     samples = [s for s in poller.samples if s[0] <= measured_to + 5]
