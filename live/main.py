@@ -31,7 +31,7 @@ from live.source import NAME, TradesSource
 logger = logging.getLogger(__name__)
 
 QUERY_NAME = "bars_1m"
-HADOOP_AWS_PACKAGE = "org.apache.hadoop:hadoop-aws:3.4.2"
+HADOOP_AWS_PACKAGE = "org.apache.hadoop:hadoop-aws:3.5.0"  # matches pyspark 4.3's Hadoop client
 
 
 def build_parser() -> argparse.ArgumentParser:
