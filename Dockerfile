@@ -28,6 +28,7 @@ RUN pip install -r requirements.txt
 COPY pyproject.toml README.md /tmp/src/
 COPY binance_etl /tmp/src/binance_etl
 COPY etl /tmp/src/etl
+COPY live /tmp/src/live
 COPY dashboard /tmp/src/dashboard
 RUN pip install --no-deps /tmp/src && rm -rf /tmp/src
 COPY airflow.cfg stream.py ./

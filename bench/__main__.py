@@ -16,6 +16,7 @@ BENCHES = {
     "backfill": "daily dump -> raw trades, vs PostgreSQL's own COPY",
     "etl": "the daily batch on a 10M-trade day, vs COPY TO and GROUP BY in PostgreSQL",
     "dashboard": "GET /api/bars under 20 clients; first candles and live redraw in Chromium",
+    "live": "python -m live: commit -> bars_1m freshness at 5,000 trades/s, catch-up rate, RSS",
 }
 
 

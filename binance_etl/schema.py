@@ -89,6 +89,46 @@ CREATE TABLE IF NOT EXISTS bars_1m (
 """
 
 
+# What the live query needs beside the contract's columns (live/sink.py): each bar's mergeable
+# partial aggregate (etl.transform.PARTIAL_COLUMNS, exact scaled integers), so that late trades
+# are merged into a bar exactly; the id runs it has counted per symbol (`live_coverage`, which
+# makes a replayed micro-batch a no-op and decides `complete`); and the scope's start.
+LIVE_DDL = """
+ALTER TABLE bars_1m
+    ADD COLUMN IF NOT EXISTS min_p bigint, ADD COLUMN IF NOT EXISTS max_p bigint,
+    ADD COLUMN IF NOT EXISTS sum_p_hi bigint, ADD COLUMN IF NOT EXISTS sum_p_lo bigint,
+    ADD COLUMN IF NOT EXISTS sum_q_hi bigint, ADD COLUMN IF NOT EXISTS sum_q_lo bigint,
+    ADD COLUMN IF NOT EXISTS taker_q_hi bigint, ADD COLUMN IF NOT EXISTS taker_q_lo bigint,
+    ADD COLUMN IF NOT EXISTS value_c0 bigint, ADD COLUMN IF NOT EXISTS value_c1 bigint,
+    ADD COLUMN IF NOT EXISTS value_c2 bigint, ADD COLUMN IF NOT EXISTS value_c3 bigint,
+    ADD COLUMN IF NOT EXISTS value_c4 bigint,
+    ADD COLUMN IF NOT EXISTS open_key bigint, ADD COLUMN IF NOT EXISTS open_p bigint,
+    ADD COLUMN IF NOT EXISTS close_key bigint, ADD COLUMN IF NOT EXISTS close_p bigint,
+    ADD COLUMN IF NOT EXISTS first_id_block bigint, ADD COLUMN IF NOT EXISTS last_id_block bigint;
+
+CREATE TABLE IF NOT EXISTS live_coverage (
+    symbol      text        NOT NULL,
+    first_id    bigint      NOT NULL,
+    next_id     bigint      NOT NULL,   -- exclusive: ids [first_id, next_id) are all counted
+    anchored    boolean     NOT NULL,
+    first_time  timestamptz NOT NULL,
+    last_time   timestamptz NOT NULL,
+    PRIMARY KEY (symbol, first_id),
+    CHECK (next_id > first_id)
+);
+
+CREATE INDEX IF NOT EXISTS bars_1m_incomplete ON bars_1m (symbol, trade_minute)
+    WHERE NOT complete;
+
+CREATE TABLE IF NOT EXISTS live_state (
+    id              integer     PRIMARY KEY DEFAULT 1 CHECK (id = 1),
+    since           timestamptz NOT NULL,
+    last_batch_id   bigint      NOT NULL,
+    updated_at      timestamptz NOT NULL DEFAULT now()
+);
+"""
+
+
 def partition_name(day: date) -> str:
     return f"trades_{day:%Y%m%d}"
 
@@ -104,6 +144,7 @@ def migrate(conn: psycopg.Connection, *, ahead_days: int = 3, today: date | None
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
         conn.execute(TRADES_DDL)
         conn.execute(BARS_DDL)
+        conn.execute(LIVE_DDL)
     today = today or datetime.now(UTC).date()
     ensure_partitions(conn, (today + timedelta(days=n) for n in range(ahead_days + 1)))
 

@@ -122,6 +122,10 @@ class Settings(BaseSettings):
     dashboard_max_range_days: int = Field(default=7, ge=1, le=366)
     dashboard_stale_seconds: float = Field(default=60.0, gt=0)
     dashboard_days: int = Field(default=7, ge=1, le=90)
+    # The live minute bars (`python -m live`): its checkpoint (a local path or s3://; the only
+    # memory of the query besides bars_1m itself) and how often it runs a micro-batch.
+    live_checkpoint_uri: str = ".local/live/checkpoint"
+    live_trigger_seconds: float = Field(default=1.0, gt=0, le=3600)
 
     @field_validator("symbols", mode="before")
     @classmethod
@@ -153,7 +157,7 @@ class Settings(BaseSettings):
     def _http_url(cls, value: str | None) -> str | None:
         return _check_url(value, ("http", "https"), "the URL")
 
-    @field_validator("lake_uri", mode="before")
+    @field_validator("lake_uri", "live_checkpoint_uri", mode="before")
     @classmethod
     def _lake(cls, value: str) -> str:
         value = str(value).strip()

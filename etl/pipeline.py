@@ -33,9 +33,12 @@ from etl.load import DbApiRunner, PostgresTarget, StatementRunner, load_day, loa
 from etl.quality import (
     QualityGateError,
     SymbolTotals,
+    add_check,
+    compare_live_bars,
     evaluate,
     fact_totals,
     fact_violations,
+    live_bars_of_day,
     log_report,
     raise_if_failed,
     raw_totals,
@@ -179,6 +182,12 @@ def _raw_reference(settings: Settings, day: date) -> dict[str, SymbolTotals]:
         return raw_totals(conn, day)
 
 
+def _live_bars_check(settings: Settings, day: date, facts: Any) -> dict[str, Any]:
+    """The live bars of the day (bars_1m, in the raw store) against the day's facts."""
+    with _raw_connection(settings) as conn:
+        return compare_live_bars(facts, live_bars_of_day(conn, day))
+
+
 def _stage(
     day: date,
     settings: Settings,
@@ -219,6 +228,7 @@ def _stage(
         allow_empty=allow_empty,
         gap_fail_threshold=settings.gap_fail_threshold,
     )
+    report = add_check(report, _live_bars_check(settings, day, facts))
     seconds["quality"] = time.perf_counter() - started
     started = time.perf_counter()
     day_klines = klines()  # downloaded beside Spark's work; usually ready by now

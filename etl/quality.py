@@ -18,6 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 import psycopg
+import psycopg.rows
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -219,3 +220,75 @@ def raise_if_failed(report: dict[str, Any]) -> None:
         raise QualityGateError(
             f"quality gate failed for {report.get('day')}: {', '.join(failed) or 'no verdict'}"
         )
+
+
+# --- live bars against the day's facts (one definition of a fact row, checked) --------------
+
+LIVE_BAR_COLUMNS = (
+    "min_price", "max_price", "avg_price", "total_quantity", "total_trade_value", "trade_count",
+    "open_price", "close_price", "vwap", "taker_buy_quantity",
+)
+LIVE_BARS_SQL = f"""
+SELECT symbol, trade_minute, {', '.join(LIVE_BAR_COLUMNS)}, complete
+FROM public.bars_1m
+WHERE trade_minute >= %(start)s AND trade_minute < %(end)s
+ORDER BY symbol, trade_minute
+"""
+LIVE_DIFFS_SHOWN = 20
+
+
+def live_bars_of_day(conn: psycopg.Connection, day: date) -> list[dict[str, Any]]:
+    """The live query's bars (bars_1m) of the day, as dicts of exact values."""
+    start, end = day_bounds(day)
+    with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        return cur.execute(LIVE_BARS_SQL, {"start": start, "end": end}).fetchall()
+
+
+def compare_live_bars(facts: pa.Table, bars: list[dict[str, Any]]) -> dict[str, Any]:
+    """The check entry `live_bars_equal_facts`: every live bar of the day against its fact row,
+    column for column (pure). Both come from etl.transform's one finaliser, so a difference in
+    a complete bar (or a complete bar without a fact row) is a defect and fails; a provisional
+    bar (`complete = false`: the live query had not seen every trade yet) that differs is
+    reported, not failed; a day without bars is reported as such."""
+    by_key = {(row["symbol"], row["trade_minute"]): row for row in facts.to_pylist()}
+    differing: list[dict[str, Any]] = []
+    compared = complete = 0
+    for bar in bars:
+        key = (bar["symbol"], bar["trade_minute"])
+        fact = by_key.get(key)
+        complete += bool(bar["complete"])
+        columns = (list(LIVE_BAR_COLUMNS) if fact is None else
+                   [c for c in LIVE_BAR_COLUMNS if bar[c] != fact[c]])
+        compared += fact is not None
+        if columns:
+            differing.append({"symbol": key[0], "minute": key[1].isoformat(),
+                              "complete": bool(bar["complete"]),
+                              "columns": columns if fact is not None else ["no fact row"]})
+    defects = [d for d in differing if d["complete"]]
+    if not bars:
+        detail = "no live bars for this day (the live query did not run): nothing compared"
+    elif not differing:
+        detail = f"{compared} bar(s) equal their fact rows column for column"
+    else:
+        named = "; ".join(f"{d['symbol']} {d['minute']}: {', '.join(d['columns'])}"
+                          for d in (defects or differing)[:5])
+        detail = (f"{len(defects)} complete and {len(differing) - len(defects)} provisional "
+                  f"bar(s) of {len(bars)} differ from the facts: {named}")
+    return {
+        "name": "live_bars_equal_facts",
+        "passed": not defects,
+        "detail": detail,
+        "live_bars": {"bars": len(bars), "complete": complete, "compared": compared,
+                      "facts_without_bar": len(by_key) - compared,
+                      "differing": differing[:LIVE_DIFFS_SHOWN],
+                      "differing_total": len(differing)},
+    }
+
+
+def add_check(report: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
+    """The report with one more check entry (details beside the checks), verdict updated."""
+    details = {k: v for k, v in entry.items() if k not in ("name", "passed", "detail")}
+    report["checks"].append({k: entry[k] for k in ("name", "passed", "detail")})
+    report.update(details)
+    report["passed"] = all(item["passed"] for item in report["checks"])
+    return report

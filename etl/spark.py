@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from urllib.parse import urlsplit
@@ -97,6 +98,10 @@ def _no_exported_remote() -> Iterator[None]:
 def _in_process_session(master: str, app_name: str, shuffle_partitions: int,
                         driver_memory: str, extra_conf: dict[str, str] | None) -> SparkSession:
     builder = SparkSession.builder.appName(app_name)
+    # Python workers (the live query's data source reads) run this interpreter, the one with
+    # the project installed, on local and standalone executors alike.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    builder = builder.config("spark.pyspark.python", os.environ["PYSPARK_PYTHON"])
     if not under_spark_submit():
         if master.startswith("local") or master.startswith(LOOPBACK_MASTERS):
             # Keep the driver's own services on the loopback interface too.

@@ -181,29 +181,48 @@ def _product_total() -> Column:
     return total
 
 
-def build_fact_trades(trades: DataFrame, day: date) -> DataFrame:
-    """One row per (symbol, minute) with trades; open/close by (trade_time, trade_id).
+# The mergeable per-(symbol, minute) partial aggregate: long columns only, each merged by a sum,
+# a min or a max (open/close by their ordering key). The batch builds it once per minute; the live
+# query (live/) builds it per micro-batch and merges it with what bars_1m already holds. Both then
+# go through `finalise_partials`: one definition of a fact row.
+PARTIAL_SUMS = (
+    "sum_p_hi", "sum_p_lo", "sum_q_hi", "sum_q_lo", "taker_q_hi", "taker_q_lo",
+    *(f"value_c{k}" for k in range(5)), "trade_count",
+)
+PARTIAL_COLUMNS = (
+    "min_p", "max_p", *PARTIAL_SUMS, "open_key", "open_p", "close_key", "close_p",
+    "first_id_block", "last_id_block",
+)
+FACT_COLUMNS = (
+    "symbol", "trade_minute", "min_price", "max_price", "avg_price", "total_quantity",
+    "total_trade_value", "trade_count", "open_price", "close_price", "vwap", "taker_buy_quantity",
+)
 
-    The per-row work is long arithmetic only: prices and quantities as exact integers of
-    10^-8 units (from PostgreSQL as `price_e8`/`quantity_e8`, or derived from decimal
-    columns), sums as split long sums; the decimal results are rebuilt per (symbol, minute)
-    at the end, with the same types and rounding as decimal arithmetic would give."""
+
+def minute_partials(
+    trades: DataFrame, *, keys: tuple[str, ...] = (), extra: tuple[Column, ...] = ()
+) -> DataFrame:
+    """Trades → one partial aggregate per (symbol, trade_minute, *keys), columns PARTIAL_COLUMNS
+    (plus `extra` aggregates). The per-row work is long arithmetic only: prices and quantities
+    as exact integers of 10^-8 units (`price_e8`/`quantity_e8` from PostgreSQL, or derived from
+    decimal columns), sums as split long sums."""
     _require_exact_products(trades)
-    day_trades = filter_day(trades, day).select(
+    scaled = trades.select(
         F.col("symbol"),
         F.col("trade_id"),
         _scaled(trades, "price").alias("p"),
         _scaled(trades, "quantity").alias("q"),
         F.col("trade_time"),
         F.col("is_buyer_maker"),
+        *(F.col(key) for key in keys),
     )
-    keyed = day_trades.withColumns(
+    keyed = scaled.withColumns(
         {
             "trade_minute": F.date_trunc("minute", F.col("trade_time")),
             # (time, trade id) packed into ONE long so that min_by/max_by stay in a hash
             # aggregate (a struct or a wide decimal key costs a sort or BigDecimal work per
             # row): microseconds within the minute (< 2^26) above the trade id's low 37 bits.
-            # That orders exactly while a minute's ids share one 2^37 block; the final select
+            # That orders exactly while a minute's ids share one 2^37 block; the finaliser
             # raises an error (never a silent misorder) for a minute that does not.
             "order_key": F.shiftleft(
                 F.unix_micros("trade_time") - F.unix_micros(F.date_trunc("minute", "trade_time")),
@@ -213,19 +232,44 @@ def build_fact_trades(trades: DataFrame, day: date) -> DataFrame:
         }
     )
     taker_q = F.when(~F.col("is_buyer_maker"), F.col("q")).otherwise(F.lit(0))
-    per_minute = keyed.groupBy("symbol", "trade_minute").agg(
+    return keyed.groupBy("symbol", "trade_minute", *keys).agg(
         F.min("p").alias("min_p"),
         F.max("p").alias("max_p"),
         *_wide_sum(F.col("p"), "sum_p"),
         *_wide_sum(F.col("q"), "sum_q"),
         *_wide_sum(taker_q, "taker_q"),
         *_product_sums(F.col("p"), F.col("q")),
-        F.count(F.lit(1)).alias("trade_count"),
+        F.count(F.lit(1)).cast("long").alias("trade_count"),
+        F.min("order_key").alias("open_key"),
         F.min_by("p", "order_key").alias("open_p"),
+        F.max("order_key").alias("close_key"),
         F.max_by("p", "order_key").alias("close_p"),
         F.min("id_block").alias("first_id_block"),
         F.max("id_block").alias("last_id_block"),
+        *extra,
     )
+
+
+def merge_partials(partials: DataFrame, *, extra: tuple[Column, ...] = ()) -> DataFrame:
+    """Several partial aggregates of the same (symbol, trade_minute) → one: exactly the partial
+    that one pass over all their trades gives (sums add, min/max and open/close by key)."""
+    return partials.groupBy("symbol", "trade_minute").agg(
+        F.min("min_p").alias("min_p"),
+        F.max("max_p").alias("max_p"),
+        *(F.sum(name).alias(name) for name in PARTIAL_SUMS),
+        F.min("open_key").alias("open_key"),
+        F.min_by("open_p", "open_key").alias("open_p"),
+        F.max("close_key").alias("close_key"),
+        F.max_by("close_p", "close_key").alias("close_p"),
+        F.min("first_id_block").alias("first_id_block"),
+        F.max("last_id_block").alias("last_id_block"),
+        *extra,
+    )
+
+
+def finalise_partials(per_minute: DataFrame, *, keep: tuple[str, ...] = ()) -> DataFrame:
+    """Partials → the fact row's columns (FACT_COLUMNS, without trade_date, then `keep`): the
+    decimal results rebuilt with the same types and rounding as decimal arithmetic would give."""
     unit, unit2 = F.lit(UNIT), F.lit(UNIT2)
 
     def price(column: str) -> Column:
@@ -265,5 +309,12 @@ def build_fact_trades(trades: DataFrame, day: date) -> DataFrame:
             (F.col("total_trade_value") / F.col("total_quantity")).cast(MEAN),
         ).alias("vwap"),
         F.col("taker_buy_quantity"),
-        F.lit(day).cast("date").alias("trade_date"),
+        *(F.col(name) for name in keep),
     )
+
+
+def build_fact_trades(trades: DataFrame, day: date) -> DataFrame:
+    """One row per (symbol, minute) with trades; open/close by (trade_time, trade_id): the
+    day's partial aggregates, finalised (the live bars use the same two functions)."""
+    facts = finalise_partials(minute_partials(filter_day(trades, day)))
+    return facts.select(*FACT_COLUMNS, F.lit(day).cast("date").alias("trade_date"))

@@ -4,9 +4,11 @@
 2. Binance when it answers, otherwise the bundled Binance-compatible replay feed (WebSocket,
    REST and daily dump files for yesterday, generated in Binance's real format);
 3. yesterday's history from the daily dumps (`python -m etl.backfill`);
-4. live trades for a while (`python stream.py --duration N`);
+4. live trades for a while (`python stream.py --duration N`), and beside them the live minute
+   bars (`python -m live`), stopped once they count every stored trade; a few bars printed;
 5. the daily batch for yesterday (`python -m etl.main`): Spark -> Parquet lake -> warehouse,
-   its quality gate checking every minute against the exchange's own 1m klines, through a
+   its quality gate checking every minute against the exchange's own 1m klines and its report
+   comparing yesterday's facts with the live bars, through a
    Spark Connect server (SPARK_REMOTE's, the one `python -m etl.connect_server start` left
    running, or one started here in the background during steps 2-4 and stopped at the end);
 6. the same check on demand (`python -m etl.reconcile`), and with the replay feed told to
@@ -24,6 +26,7 @@ import contextlib
 import logging
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -152,6 +155,45 @@ def replay_feed(symbols: list[str], day: date, trades_per_day: int,
         log.close()
 
 
+def live_caught_up(database_url: str) -> bool:
+    """Every stored trade of the live query's scope is counted in bars_1m."""
+    with connect(database_url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT (SELECT count(*) FROM trades WHERE trade_time >= s.since),"
+            " (SELECT coalesce(sum(trade_count), 0) FROM bars_1m) FROM live_state s"
+        ).fetchone()
+    return row is not None and row[0] == row[1] and row[0] > 0
+
+
+def stop_live(live: subprocess.Popen[bytes], database_url: str, timeout: float) -> None:
+    """Let the live query count what the streamer stored, then SIGTERM it (a clean stop)."""
+    deadline = time.monotonic() + timeout
+    while live.poll() is None and not live_caught_up(database_url):
+        if time.monotonic() > deadline:
+            console.print("[yellow]live bars did not catch up in time; stopping them anyway")
+            break
+        time.sleep(1)
+    if live.poll() is None:
+        live.send_signal(signal.SIGTERM)
+    if live.wait(120) != 0:
+        raise SystemExit(f"demo: `python -m live` failed with exit code {live.returncode}")
+
+
+def live_bars(database_url: str) -> None:
+    with connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT symbol, to_char(trade_minute AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI'),"
+            " open_price, close_price, round(vwap, 8), trade_count, complete FROM bars_1m"
+            " ORDER BY trade_minute DESC, symbol LIMIT 6"
+        ).fetchall()
+    table = Table(title="latest live minute bars (bars_1m, UTC)")
+    for column in ("symbol", "minute", "open", "close", "vwap", "trades", "complete"):
+        table.add_column(column, justify="left" if column == "symbol" else "right")
+    for row in rows:
+        table.add_row(*(str(value) for value in row))
+    console.print(table)
+
+
 def summary(settings: Settings, database_url: str, day: date) -> None:
     step("What landed where")
     raw = Table(title="raw trades in PostgreSQL (table trades)")
@@ -224,6 +266,10 @@ def main(argv: list[str] | None = None) -> int:
         help="trades per symbol in the generated dump of yesterday (replay feed)",
     )
     parser.add_argument(
+        "--live-catchup-seconds", type=int, default=180,
+        help="how long the live bars may take to count every stored trade after the stream",
+    )
+    parser.add_argument(
         "--replay", action="store_true", help="use the replay feed even if Binance answers"
     )
     parser.add_argument(
@@ -271,8 +317,16 @@ def main(argv: list[str] | None = None) -> int:
             ],
             env,
         )
-        step(f"4. Live trades for {args.stream_seconds} s")
-        run([sys.executable, "stream.py", "--duration", str(args.stream_seconds)], env)
+        step(f"4. Live trades for {args.stream_seconds} s, live minute bars beside them")
+        console.print("[dim]$ python -m live  (in the background)")
+        live = subprocess.Popen([sys.executable, "-m", "live"], env=env)
+        try:
+            run([sys.executable, "stream.py", "--duration", str(args.stream_seconds)], env)
+            stop_live(live, database_url, timeout=args.live_catchup_seconds)
+        finally:
+            if live.poll() is None:
+                live.kill()
+        live_bars(database_url)
         step(f"5. The daily batch for {day} through a Spark Connect server, checked against "
              "the exchange's 1m klines")
         try:

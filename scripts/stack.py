@@ -422,6 +422,7 @@ def stack_env(setup: AirflowSetup, settings: Settings, *, database_url: str, lak
         "STACK_REPLAY_PORT": str(feed_port), "STACK_REPLAY_RATE": str(rate),
         "STACK_DASHBOARD_PORT": str(dashboard_port),
         "STACK_SPARK_CONNECT_PORT": str(spark_connect_port),
+        "LIVE_CHECKPOINT_URI": str(STACK_DIR / "live" / "checkpoint"),
         # The batch's tasks use the stack's Spark Connect server, as under compose; a
         # SPARK_REMOTE of the user's own wins.
         "SPARK_REMOTE": settings.spark_remote or f"sc://127.0.0.1:{spark_connect_port}",

@@ -30,6 +30,7 @@ pytest_plugins = [
     "tests.plugins.backfill",
     "tests.plugins.deploy",
     "tests.plugins.dashboard",
+    "tests.plugins.live",
 ]
 
 

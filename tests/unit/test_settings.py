@@ -16,7 +16,7 @@ def test_bad_symbols_rejected(bad):
 def test_defaults(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)  # no .env here
     for name in ("SYMBOLS", "DATABASE_URL", "LAKE_URI", "SPARK_MASTER", "WAREHOUSE_URL",
-                 "SPARK_REMOTE"):
+                 "SPARK_REMOTE", "LIVE_CHECKPOINT_URI", "LIVE_TRIGGER_SECONDS"):
         monkeypatch.delenv(name, raising=False)
     settings = load_settings()
     assert settings.spark_remote is None
@@ -25,6 +25,8 @@ def test_defaults(monkeypatch, tmp_path):
     assert settings.lake_uri == "./data/lake"
     assert settings.database_url is None
     assert not settings.warehouse_is_redshift
+    assert settings.live_checkpoint_uri == ".local/live/checkpoint"
+    assert settings.live_trigger_seconds == 1.0
 
 
 @pytest.mark.parametrize(
@@ -42,6 +44,8 @@ def test_defaults(monkeypatch, tmp_path):
         ("AIRFLOW_WAREHOUSE", "redshift"),
         ("AIRFLOW_REDSHIFT_CONN_ID", ""),
         ("AIRFLOW_AWS_CONN_ID", "aws default"),
+        ("LIVE_CHECKPOINT_URI", "http://x/y"),
+        ("LIVE_TRIGGER_SECONDS", "0"),
     ],
 )
 def test_bad_setting_is_one_line_naming_it(monkeypatch, tmp_path, name, value):

@@ -1,0 +1,337 @@
+"""Live bars benchmark: replay feed → `stream.py` → trades → `python -m live` → bars_1m.
+
+From one run it prints:
+
+- freshness: with the feed paced at `--rate` trades/s (default 5,000, all symbols together)
+  through `stream.py`, the time from a trade's commit in `trades` to a bars_1m row counting it,
+  p50/p99. A poller in this process samples, every 100 ms, the highest committed trade id per
+  symbol and the id up to which the live query has counted (its `live_coverage`, written in
+  the same transaction as the bars); a sample's freshness is the time until the counted id
+  passes the committed one. Resolution: the 100 ms poll;
+- the same freshness for a naive alternative running beside it in the same run: a loop that
+  re-aggregates the current UTC day with one SQL `GROUP BY` into its own table every second
+  (DELETE + INSERT in one transaction), and how long one such pass takes per million rows.
+  Both start with `--day-trades` earlier trades of the day already stored (two more symbols),
+  so that the naive pass has a realistic part of a day to re-read;
+- catch-up throughput: `--catchup-trades` trades written straight into `trades`, then a fresh
+  live query started; trades per second of micro-batch processing (the cold first batch
+  apart), read from its log; batches hold at most 1,000,000 trades;
+- peak RSS of the live process tree (Python driver + JVM + Python workers).
+
+Everything runs against a fresh database on the project's PostgreSQL (or DATABASE_URL's
+server).
+`python -m bench.live [--rate 5000] [--seconds 60] [--catchup-trades 3000000] [--no-paced]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from bench.ingest import fresh_database as ingest_database
+from binance_etl.db import connect
+from binance_etl.replay.testing import running_feed
+
+ROOT = Path(__file__).resolve().parent.parent
+SYMBOLS = ["BTCUSDT", "ETHUSDT"]
+DAY_SYMBOLS = ["BNBUSDT", "SOLUSDT"]  # the day's earlier trades, preloaded (ids of their own)
+POLL_SECONDS = 0.1
+
+NAIVE_SQL = """
+BEGIN;
+DELETE FROM naive_bars;
+INSERT INTO naive_bars
+SELECT symbol, date_trunc('minute', trade_time), min(price), max(price), avg(price),
+       sum(quantity), sum(price * quantity), count(*),
+       (array_agg(price ORDER BY trade_time, trade_id))[1],
+       (array_agg(price ORDER BY trade_time DESC, trade_id DESC))[1],
+       max(trade_id)
+FROM trades WHERE trade_time >= date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+GROUP BY 1, 2;
+COMMIT;
+"""
+NAIVE_DDL = """
+CREATE TABLE IF NOT EXISTS naive_bars (symbol text, trade_minute timestamptz,
+    min_price numeric, max_price numeric, avg_price numeric, total_quantity numeric,
+    total_trade_value numeric, trade_count bigint, open_price numeric, close_price numeric,
+    last_id bigint)
+"""
+
+
+@contextmanager
+def fresh_database() -> Iterator[str]:
+    """bench.ingest's fresh database, with the naive loop's table."""
+    with ingest_database() as url:
+        with connect(url, autocommit=True) as conn:
+            conn.execute(NAIVE_DDL)
+        yield url
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Peak RSS (VmHWM) summed over a process and its descendants still alive."""
+    total = 0.0
+    pids = [pid]
+    while pids:
+        current = pids.pop()
+        try:
+            for line in Path(f"/proc/{current}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1]) / 1024
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except FileNotFoundError:
+            continue
+        pids.extend(int(c) for c in children)
+    return total
+
+
+def start_live(url: str, checkpoint: Path, log: Path,
+               symbols: list[str] = SYMBOLS) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "DATABASE_URL": url, "SYMBOLS": ",".join(symbols),
+           "LIVE_CHECKPOINT_URI": str(checkpoint), "LOG_LEVEL": "INFO"}
+    return subprocess.Popen([sys.executable, "-m", "live"], cwd=ROOT, env=env,
+                            stdout=log.open("ab"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def stop(process: subprocess.Popen[Any], timeout: float = 60) -> int:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        return process.wait(10)
+
+
+class Poller(threading.Thread):
+    """Samples committed ids, ids counted by the live query and by the naive loop."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        self.url = url
+        self.samples: list[tuple[float, dict[str, int], dict[str, int], dict[str, int]]] = []
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        with connect(self.url, autocommit=True) as conn:
+            while not self.halt.is_set():
+                now = time.monotonic()
+                committed: dict[str, int] = dict(conn.execute(
+                    "SELECT s, (SELECT max(trade_id) FROM trades WHERE symbol = s) "
+                    "FROM unnest(%s::text[]) AS s", (SYMBOLS,)).fetchall())
+                counted: dict[str, int] = dict(conn.execute(
+                    "SELECT symbol, max(next_id) - 1 FROM live_coverage GROUP BY symbol"
+                ).fetchall())
+                naive: dict[str, int] = dict(conn.execute(
+                    "SELECT symbol, max(last_id) FROM naive_bars GROUP BY symbol").fetchall())
+                self.samples.append((now, committed, counted, naive))
+                self.halt.wait(POLL_SECONDS)
+
+
+def freshness(samples: list[tuple[float, dict[str, int], dict[str, int], dict[str, int]]],
+              which: int, after: float) -> list[float]:
+    """For every sample after `after`: seconds until the counted id reached its committed id."""
+    out = []
+    for index, (at, committed, *_rest) in enumerate(samples):
+        if at < after:
+            continue
+        for symbol, target in committed.items():
+            if target is None:
+                continue
+            for later in samples[index:]:
+                ids = later[which]
+                assert isinstance(ids, dict)
+                done = ids.get(symbol)
+                if done is not None and done >= target:
+                    out.append(later[0] - at)
+                    break
+    return out
+
+
+def naive_loop(url: str, halt: threading.Event, durations: list[tuple[float, int]]) -> None:
+    with connect(url, autocommit=True) as conn:
+        while not halt.is_set():
+            started = time.monotonic()
+            conn.execute(NAIVE_SQL)
+            rows = conn.execute("SELECT coalesce(sum(trade_count), 0) FROM naive_bars"
+                                ).fetchone()
+            durations.append((time.monotonic() - started, int(rows[0]) if rows else 0))
+            halt.wait(max(0.0, 1.0 - (time.monotonic() - started)))
+
+
+def quantiles(values: list[float]) -> str:
+    if not values:
+        return "n/a"
+    ordered = sorted(values)
+    p50 = statistics.median(ordered)
+    p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
+    return f"p50 {p50:.2f} s, p99 {p99:.2f} s ({len(ordered)} samples)"
+
+
+def counted_trades(url: str) -> int:
+    with connect(url, autocommit=True) as conn:
+        row = conn.execute("SELECT coalesce(sum(trade_count), 0) FROM bars_1m").fetchone()
+    return int(row[0]) if row else 0
+
+
+def paced_run(url: str, rate: float, seconds: float, work: Path,
+              day_trades: int) -> dict[str, Any]:
+    log = work / "live-paced.log"
+    if day_trades:
+        preload(url, day_trades, DAY_SYMBOLS)
+    poller = Poller(url)
+    halt = threading.Event()
+    naive_durations: list[tuple[float, int]] = []
+    with running_feed(symbols=SYMBOLS, rate=rate, history_limit=2_000_000) as feed:
+        env = {**os.environ, "DATABASE_URL": url, "BINANCE_WS_URL": feed.ws_url,
+               "BINANCE_REST_URL": feed.rest_url, "SYMBOLS": ",".join(SYMBOLS),
+               "LOG_LEVEL": "WARNING"}
+        streamer = subprocess.Popen([sys.executable, "stream.py"], cwd=ROOT, env=env,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        live = start_live(url, work / "checkpoint-paced", log, [*SYMBOLS, *DAY_SYMBOLS])
+        naive = threading.Thread(target=naive_loop, args=(url, halt, naive_durations),
+                                 daemon=True)
+        poller.start()
+        naive.start()
+        try:
+            # warm-up: the JVM's start and the first (large) micro-batch are not freshness
+            deadline = time.monotonic() + 240
+            while ("micro-batch 2:" not in log.read_text()
+                   or counted_trades(url) < day_trades):
+                if live.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("live query did not start:\n" + log.read_text()[-3000:])
+                time.sleep(0.5)
+            measured_from = time.monotonic()
+            time.sleep(seconds)
+            measured_to = time.monotonic()
+            rss = tree_rss_mb(live.pid)
+            time.sleep(5)  # let the last samples be counted
+        finally:
+            poller.halt.set()
+            halt.set()
+            naive.join(120)  # its pass in flight finishes before the database is dropped
+            poller.join(10)
+            stop(streamer)
+            code = stop(live)
+    samples = [s for s in poller.samples if s[0] <= measured_to + 5]
+    return {
+        "live": freshness(samples, 2, measured_from),
+        "naive": freshness(samples, 3, measured_from),
+        "naive_durations": naive_durations,
+        "rss_mb": rss,
+        "exit": code,
+        "window": measured_to - measured_from,
+    }
+
+
+def preload(url: str, trades: int, symbols: list[str] = SYMBOLS) -> None:
+    """`trades` trades of `symbols` in the last hour, via one COPY per symbol."""
+    now = datetime.now(UTC)
+    start = now - timedelta(hours=1)
+    with connect(url) as conn, conn.cursor() as cur:
+        for symbol in symbols:
+            count = trades // len(symbols)
+            with cur.copy("COPY trades (symbol, trade_id, price, quantity, trade_time,"
+                          " is_buyer_maker) FROM STDIN") as copy:
+                step = timedelta(hours=1) / count
+                for i in range(count):
+                    copy.write_row((symbol, 1_000_000 + i, f"{60000 + (i % 5000) / 100:.8f}",
+                                    f"0.{(i % 9999) + 1:08d}", start + step * i, i % 2 == 0))
+
+
+BATCH_LINE = re.compile(r"micro-batch (\d+): (\d+) trade\(s\) .* in ([\d.]+) s")
+
+
+def catchup_run(url: str, trades: int, work: Path) -> dict[str, Any]:
+    """Preloaded trades, a fresh query: its micro-batches' trades per second of processing
+    (from its log), the first (cold: Python workers, JIT) apart from the rest."""
+    preload(url, trades)
+    log = work / "live-catchup.log"
+    live = start_live(url, work / "checkpoint-catchup", log)
+    started = time.monotonic()
+    try:
+        deadline = started + 900
+        with connect(url, autocommit=True) as conn:
+            while live.poll() is None and time.monotonic() < deadline:
+                row = conn.execute("SELECT coalesce(sum(trade_count), 0) FROM bars_1m"
+                                   ).fetchone()
+                if row and int(row[0]) >= trades:
+                    break
+                time.sleep(0.5)
+        wall = time.monotonic() - started
+        rss = tree_rss_mb(live.pid)
+    finally:
+        stop(live)
+    batches = [(int(m.group(2)), float(m.group(3)))
+               for m in BATCH_LINE.finditer(log.read_text())]
+    warm = batches[1:] or batches
+    return {
+        "trades": sum(n for n, _ in batches),
+        "batches": batches,
+        "cold_rate": batches[0][0] / batches[0][1] if batches else 0.0,
+        "warm_rate": sum(n for n, _ in warm) / sum(s for _, s in warm) if warm else 0.0,
+        "wall": wall,
+        "rss_mb": rss,
+    }
+
+
+def paced_report(args: argparse.Namespace, work: Path) -> None:
+    with fresh_database() as url:
+        paced = paced_run(url, args.rate, args.seconds, work, args.day_trades)
+    print(f"\nfeed at {args.rate:,.0f} trades/s through stream.py, "
+          f"{paced['window']:.0f} s measured after warm-up, {args.day_trades:,} earlier trades "
+          "of the day preloaded (two more symbols, counted by both)")
+    print(f"  live query  commit -> bars_1m: {quantiles(paced['live'])}")
+    print(f"  naive loop  commit -> its bars: {quantiles(paced['naive'])}")
+    if paced["naive_durations"]:
+        seconds, rows = paced["naive_durations"][-1]
+        per_million = seconds / rows * 1e6 if rows else float("nan")
+        print(f"  naive pass: {seconds:.2f} s over {rows:,} trades of the day "
+              f"({per_million:.2f} s per million trades; a day at {args.rate:,.0f}/s holds "
+              f"{args.rate * 86400 / 1e6:,.0f} M)")
+    print(f"  live process tree peak RSS: {paced['rss_mb']:,.0f} MB, exit {paced['exit']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.live", description=__doc__)
+    parser.add_argument("--rate", type=float, default=5000.0)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--catchup-trades", type=int, default=3_000_000)
+    parser.add_argument("--no-paced", action="store_true", help="only the catch-up run")
+    parser.add_argument("--day-trades", type=int, default=4_000_000,
+                        help="earlier trades of the day preloaded before the paced run")
+    args = parser.parse_args(argv)
+    work = ROOT / ".local" / "bench-live" / uuid.uuid4().hex[:8]
+    work.mkdir(parents=True)
+    load = os.getloadavg()
+    print(f"load average before: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} "
+          f"({os.cpu_count()} cores)")
+    if not args.no_paced:
+        paced_report(args, work)
+    with fresh_database() as url:
+        catch = catchup_run(url, args.catchup_trades, work)
+    print(f"\ncatch-up: {catch['trades']:,} preloaded trades in {len(catch['batches'])} "
+          f"micro-batch(es), {catch['wall']:.0f} s from process start (JVM included)")
+    print(f"  first (cold) micro-batch {catch['cold_rate']:,.0f} trades/s; later ones "
+          f"{catch['warm_rate']:,.0f} trades/s of processing; peak RSS "
+          f"{catch['rss_mb']:,.0f} MB")
+    load = os.getloadavg()
+    print(f"load average after: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
