@@ -22,6 +22,7 @@ import pyarrow as pa
 from psycopg import sql
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql.pandas.types import from_arrow_schema
 
 from etl.transform import (
     FACT_COLUMNS,
@@ -188,7 +189,8 @@ def merged_bars(batch: DataFrame, stored: pa.Table) -> pa.Table:
              F.struct(*PIECE_FIELDS).alias("piece"))
     piece_type = new.schema["piece"].dataType
     spark = batch.sparkSession
-    old = spark.createDataFrame(stored).select(
+    # the schema spelled out: Spark Connect cannot infer one from an empty table
+    old = spark.createDataFrame(stored, schema=from_arrow_schema(stored.schema)).select(
         "symbol", "trade_minute", *PARTIAL_COLUMNS, F.lit(None).cast(piece_type).alias("piece"))
     merged = merge_partials(new.unionByName(old),
                             extra=(F.collect_list("piece").alias("pieces"),))
