@@ -15,6 +15,7 @@ is lost or counted twice. Not back within `patience`: one line and exit 1.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 import uuid
@@ -52,10 +53,18 @@ class ServerLost(Exception):
 
 
 def first_line(error: BaseException) -> str:
-    if isinstance(error, grpc.RpcError):  # the channel itself: its status says what happened
-        call: Any = error
-        return f"{call.code().name}: {call.details()}"
+    """One line for a log: a broken channel's gRPC status, else the message's first line."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, grpc.RpcError) and hasattr(seen, "code"):
+            call: Any = seen
+            return f"{call.code().name}: {call.details()}"
+        seen = seen.__cause__ or seen.__context__
     text = str(error).strip()
+    status = re.search(r"status = StatusCode\.(\w+)", text)
+    if status:  # pyspark's wrapping of a gRPC error prints the call object first
+        details = re.search(r'details = "([^"]*)"', text)
+        return f"{status.group(1)}: {details.group(1) if details else ''}".rstrip(": ")
     return text.splitlines()[0] if text else type(error).__name__
 
 
@@ -103,16 +112,18 @@ class Progress:
     def __init__(self) -> None:
         self.rows: dict[int, int] = {}
 
-    def note(self, query: StreamingQuery) -> None:
-        last: Any = query.lastProgress  # a StreamingQueryProgress, or None before the first
-        if last is not None:
-            self.rows[int(last.batchId)] = int(last.numInputRows)
+    def note(self, query: StreamingQuery, every: bool = False) -> None:
+        """The last progress report (polled each second), or all the server still keeps."""
+        reports: list[Any] = list(query.recentProgress) if every else [query.lastProgress]
+        for report in reports:
+            if report is not None:  # a StreamingQueryProgress
+                self.rows[int(report.batchId)] = int(report.numInputRows)
 
     def summary(self) -> str:
         last = max(self.rows) if self.rows else None
         return (f"live bars: batches {len(self.rows)}, trades {sum(self.rows.values())}, "
-                f"last_batch_id {last} (through spark connect; the sink's lines are in the "
-                "server's log)")
+                f"last_batch_id {last} (through spark connect: as the query's progress "
+                "reports tell; the sink's own lines are in the server's log)")
 
 
 def watch(query: StreamingQuery, stop: threading.Event, deadline: float | None,
@@ -128,6 +139,7 @@ def watch(query: StreamingQuery, stop: threading.Event, deadline: float | None,
                 if failure is None:  # nobody here stopped it: its server did (shutdown)
                     raise ServerLost("the query was stopped by the server")
                 return failure
+        progress.note(query, every=True)
         failure = query.exception()
         query.stop()
         return failure
@@ -192,10 +204,10 @@ def run_remote(settings: Settings, url: str, symbols: list[str], start_query: St
         try:
             failure = watch(query, stop, deadline, progress)
         except ServerLost as lost:
+            waiting_since = time.monotonic()
             logger.warning("spark connect server %s lost the live query (%s): reconnecting, "
                            "then resuming from the checkpoint", remote, lost)
             release(spark)
-            waiting_since = time.monotonic()
             continue
         release(spark)
         if failure is not None:

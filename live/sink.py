@@ -24,6 +24,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
+from binance_etl.logs import setup_logging
 from etl.transform import (
     FACT_COLUMNS,
     PARTIAL_COLUMNS,
@@ -239,6 +240,12 @@ class BarsSink:
     def __init__(self, url: str) -> None:
         self.url = url
         self.stats = SinkStats()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Unpickled in a Python process of a Spark Connect server (foreachBatch through
+        SPARK_REMOTE): log there as the commands do, into the server's log."""
+        self.__dict__.update(state)
+        setup_logging()
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         started = time.perf_counter()
