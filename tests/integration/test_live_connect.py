@@ -12,15 +12,13 @@ import signal
 import subprocess
 import sys
 import threading
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from binance_etl.db import connect, with_database
-from binance_etl.schema import migrate
+from binance_etl.db import connect, scratch_database
 from live.offsets import default_since
 from tests.integration.test_live_bars import coverage_runs, insert, last_batch, synthetic_trades
 from tests.plugins.live import assert_bars_equal_raw, live_caught_up, wait_for
@@ -35,17 +33,8 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def live_db(pg_server_url: str) -> Iterator[str]:
     """A database of this test alone (bars_1m and the live state are the query's own)."""
-    name = f"test_live_{uuid.uuid4().hex[:8]}"
-    with connect(pg_server_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = with_database(pg_server_url, name)
-    try:
-        with connect(url, autocommit=True) as conn:
-            migrate(conn)
+    with scratch_database(pg_server_url, "test_live") as url:
         yield url
-    finally:
-        with connect(pg_server_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 class Writer(threading.Thread):
