@@ -392,8 +392,11 @@ def main(argv: list[str] | None = None) -> int:
         if SERVER is not None:
             SERVER.stop()
     print(f"\ncatch-up: {catch['trades']:,} preloaded trades in {len(catch['batches'])} "
-          f"micro-batch(es), {catch['wall']:.0f} s from process start (JVM included)")
-    print(f"  first (cold) micro-batch {catch['cold_rate']:,.0f} trades/s; later ones "
+          f"micro-batch(es), {catch['wall']:.0f} s from process start "
+          f"({'no JVM start: the server was already up' if SERVER else 'JVM included'})")
+    first = "first (the server warm from the paced run)" if SERVER and not args.no_paced else (
+        "first (cold)")
+    print(f"  {first} micro-batch {catch['cold_rate']:,.0f} trades/s; later ones "
           f"{catch['warm_rate']:,.0f} trades/s of processing; peak RSS "
           f"{catch['rss_mb']:,.0f} MB{server_rss(catch)}")
     load = os.getloadavg()
