@@ -40,7 +40,10 @@ COPY dags ./dags
 ENV AIRFLOW_HOME=/opt/airflow \
     AIRFLOW_CONFIG=/opt/binance-etl/airflow.cfg
 
-RUN mkdir -p .local/jvm && chown airflow:0 .local/jvm
+# /var/lib/binance-live: the live query's checkpoint volume (docker-compose.yaml), mounted in
+# the spark-connect and live containers; a new named volume takes this folder's owner.
+RUN mkdir -p .local/jvm /var/lib/binance-live \
+    && chown airflow:0 .local/jvm /var/lib/binance-live
 
 USER airflow
 # Fetch the PostgreSQL JDBC driver into the ivy cache now, so tasks need no network for it.

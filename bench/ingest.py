@@ -34,10 +34,9 @@ from typing import Any
 
 import httpx
 
-from binance_etl.db import connect, resolve_database_url, with_database
+from binance_etl.db import connect, resolve_database_url, scratch_database
 from binance_etl.localpg import free_port
 from binance_etl.replay.testing import FeedHandle, running_feed
-from binance_etl.schema import migrate
 from binance_etl.settings import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,18 +48,8 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 @contextmanager
 def fresh_database() -> Iterator[str]:
-    server = resolve_database_url(load_settings())
-    name = f"bench_ingest_{uuid.uuid4().hex[:8]}"
-    with connect(server, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = with_database(server, name)
-    try:
-        with connect(url, autocommit=True) as conn:
-            migrate(conn)
+    with scratch_database(resolve_database_url(load_settings()), "bench_ingest") as url:
         yield url
-    finally:
-        with connect(server, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def truncate(url: str) -> None:

@@ -18,9 +18,16 @@ From one run it prints:
   apart), read from its log; batches hold at most 1,000,000 trades;
 - peak RSS of the live process tree (Python driver + JVM + Python workers).
 
+`--remote`: the same runs with the live query through a Spark Connect server started for the
+run (`etl.connect_server`, SPARK_MASTER of the environment): the client's SPARK_REMOTE points
+at it, the sink's micro-batch lines are read from the server's log, and the peak RSS is given
+for the client and for the server's tree (JVM + its Python workers, which run the source and
+the sink) separately.
+
 Everything runs against a fresh database on the project's PostgreSQL (or DATABASE_URL's
 server).
-`python -m bench.live [--rate 5000] [--seconds 60] [--catchup-trades 3000000] [--no-paced]`.
+`python -m bench.live [--rate 5000] [--seconds 60] [--catchup-trades 3000000] [--no-paced]
+[--remote]`.
 """
 
 from __future__ import annotations
@@ -97,10 +104,49 @@ def tree_rss_mb(pid: int) -> float:
     return total
 
 
+class Server:
+    """The Spark Connect server of a `--remote` run (None: the query runs in process)."""
+
+    def __init__(self, directory: Path) -> None:
+        from binance_etl.settings import load_settings
+        from etl import connect_server
+
+        self.directory = directory
+        self.state = connect_server.start(load_settings(), directory=directory, port=0)
+        self.log = Path(self.state.log)
+        self.mark = 0
+
+    def begin(self) -> None:
+        """Lines of its log from now on belong to the next run."""
+        self.mark = self.log.stat().st_size if self.log.exists() else 0
+
+    def lines(self) -> str:
+        with self.log.open("rb") as handle:
+            handle.seek(self.mark)
+            return handle.read().decode(errors="replace")
+
+    def stop(self) -> None:
+        from etl import connect_server
+
+        connect_server.stop(self.directory)
+
+
+SERVER: Server | None = None
+
+
+def sink_lines(log: Path) -> str:
+    """The live query's log lines, the sink's included (the server's log through Connect)."""
+    return log.read_text() + (SERVER.lines() if SERVER is not None else "")
+
+
 def start_live(url: str, checkpoint: Path, log: Path,
                symbols: list[str] = SYMBOLS) -> subprocess.Popen[bytes]:
     env = {**os.environ, "DATABASE_URL": url, "SYMBOLS": ",".join(symbols),
            "LIVE_CHECKPOINT_URI": str(checkpoint), "LOG_LEVEL": "INFO"}
+    env.pop("SPARK_REMOTE", None)
+    if SERVER is not None:
+        SERVER.begin()
+        env["SPARK_REMOTE"] = SERVER.state.url
     return subprocess.Popen([sys.executable, "-m", "live"], cwd=ROOT, env=env,
                             stdout=log.open("ab"), stderr=subprocess.STDOUT,
                             start_new_session=True)
@@ -209,15 +255,16 @@ def paced_run(url: str, rate: float, seconds: float, work: Path,
         try:
             # warm-up: the JVM's start and the first (large) micro-batch are not freshness
             deadline = time.monotonic() + 240
-            while ("micro-batch 2:" not in log.read_text()
+            while ("micro-batch 2:" not in sink_lines(log)
                    or counted_trades(url) < day_trades):
                 if live.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("live query did not start:\n" + log.read_text()[-3000:])
+                    raise RuntimeError("live query did not start:\n" + sink_lines(log)[-3000:])
                 time.sleep(0.5)
             measured_from = time.monotonic()
             time.sleep(seconds)
             measured_to = time.monotonic()
             rss = tree_rss_mb(live.pid)
+            server_rss = tree_rss_mb(SERVER.state.pid) if SERVER is not None else 0.0
             time.sleep(5)  # let the last samples be counted
         finally:
             poller.halt.set()
@@ -232,6 +279,7 @@ def paced_run(url: str, rate: float, seconds: float, work: Path,
         "naive": freshness(samples, 3, measured_from),
         "naive_durations": naive_durations,
         "rss_mb": rss,
+        "server_rss_mb": server_rss,
         "exit": code,
         "window": measured_to - measured_from,
     }
@@ -273,10 +321,11 @@ def catchup_run(url: str, trades: int, work: Path) -> dict[str, Any]:
                 time.sleep(0.5)
         wall = time.monotonic() - started
         rss = tree_rss_mb(live.pid)
+        server_rss = tree_rss_mb(SERVER.state.pid) if SERVER is not None else 0.0
     finally:
         stop(live)
     batches = [(int(m.group(2)), float(m.group(3)))
-               for m in BATCH_LINE.finditer(log.read_text())]
+               for m in BATCH_LINE.finditer(sink_lines(log))]
     warm = batches[1:] or batches
     return {
         "trades": sum(n for n, _ in batches),
@@ -285,6 +334,7 @@ def catchup_run(url: str, trades: int, work: Path) -> dict[str, Any]:
         "warm_rate": sum(n for n, _ in warm) / sum(s for _, s in warm) if warm else 0.0,
         "wall": wall,
         "rss_mb": rss,
+        "server_rss_mb": server_rss,
     }
 
 
@@ -302,7 +352,14 @@ def paced_report(args: argparse.Namespace, work: Path) -> None:
         print(f"  naive pass: {seconds:.2f} s over {rows:,} trades of the day "
               f"({per_million:.2f} s per million trades; a day at {args.rate:,.0f}/s holds "
               f"{args.rate * 86400 / 1e6:,.0f} M)")
-    print(f"  live process tree peak RSS: {paced['rss_mb']:,.0f} MB, exit {paced['exit']}")
+    print(f"  live process tree peak RSS: {paced['rss_mb']:,.0f} MB{server_rss(paced)}, "
+          f"exit {paced['exit']}")
+
+
+def server_rss(run: dict[str, Any]) -> str:
+    if SERVER is None:
+        return ""
+    return f" (the client; the Spark Connect server's tree {run['server_rss_mb']:,.0f} MB)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -313,21 +370,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-paced", action="store_true", help="only the catch-up run")
     parser.add_argument("--day-trades", type=int, default=4_000_000,
                         help="earlier trades of the day preloaded before the paced run")
+    parser.add_argument("--remote", action="store_true",
+                        help="the live query through a Spark Connect server started for the run")
     args = parser.parse_args(argv)
+    global SERVER
     work = ROOT / ".local" / "bench-live" / uuid.uuid4().hex[:8]
     work.mkdir(parents=True)
     load = os.getloadavg()
     print(f"load average before: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} "
           f"({os.cpu_count()} cores)")
-    if not args.no_paced:
-        paced_report(args, work)
-    with fresh_database() as url:
-        catch = catchup_run(url, args.catchup_trades, work)
+    if args.remote:
+        SERVER = Server(work / "spark-connect")
+        print(f"the live query through the Spark Connect server {SERVER.state.url} "
+              f"(master {SERVER.state.master})")
+    try:
+        if not args.no_paced:
+            paced_report(args, work)
+        with fresh_database() as url:
+            catch = catchup_run(url, args.catchup_trades, work)
+    finally:
+        if SERVER is not None:
+            SERVER.stop()
     print(f"\ncatch-up: {catch['trades']:,} preloaded trades in {len(catch['batches'])} "
-          f"micro-batch(es), {catch['wall']:.0f} s from process start (JVM included)")
-    print(f"  first (cold) micro-batch {catch['cold_rate']:,.0f} trades/s; later ones "
+          f"micro-batch(es), {catch['wall']:.0f} s from process start "
+          f"({'no JVM start: the server was already up' if SERVER else 'JVM included'})")
+    first = "first (the server warm from the paced run)" if SERVER and not args.no_paced else (
+        "first (cold)")
+    print(f"  {first} micro-batch {catch['cold_rate']:,.0f} trades/s; later ones "
           f"{catch['warm_rate']:,.0f} trades/s of processing; peak RSS "
-          f"{catch['rss_mb']:,.0f} MB")
+          f"{catch['rss_mb']:,.0f} MB{server_rss(catch)}")
     load = os.getloadavg()
     print(f"load average after: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
     return 0

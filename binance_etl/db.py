@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
+from psycopg import sql
 
 from binance_etl.localpg import LocalPostgres
 from binance_etl.settings import Settings
@@ -26,6 +30,26 @@ def with_database(url: str, database: str) -> str:
     """The same server URL pointing at another database."""
     parts = urlsplit(url)
     return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, parts.fragment))
+
+
+@contextmanager
+def scratch_database(server_url: str, prefix: str) -> Iterator[str]:
+    """A new migrated database `<prefix>_<random>` on `server_url`'s server (tests, benchmarks),
+    dropped afterwards; yields its URL."""
+    from binance_etl.schema import migrate
+
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    with connect(server_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = with_database(server_url, name)
+    try:
+        with connect(url, autocommit=True) as conn:
+            migrate(conn)
+        yield url
+    finally:
+        with connect(server_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(name)))
 
 
 def connect(url: str, *, autocommit: bool = False, timeout: int = 10) -> psycopg.Connection:

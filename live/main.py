@@ -2,6 +2,8 @@
 
 The query is `readStream.format("binance_trades")` (live/source.py) → `foreachBatch(BarsSink)`
 (live/sink.py), triggered every LIVE_TRIGGER_SECONDS, checkpointed at LIVE_CHECKPOINT_URI.
+In process by default; with SPARK_REMOTE through a Spark Connect server (live/remote.py), where
+the query, its checkpoint and the sink run on the server and a lost server is waited for.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from binance_etl.db import connect, redact, resolve_database_url
 from binance_etl.logs import setup_logging
 from binance_etl.schema import migrate
 from binance_etl.settings import Settings, SettingsError, load_settings, parse_symbols
-from etl.spark import build_session, configure
+from etl.spark import build_session, configure, is_connect_session
+from live.remote import RECONNECT_SECONDS, run_remote
 from live.sink import BarsSink, summary_of
 from live.source import NAME, TradesSource
 
@@ -41,6 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--symbols", help="comma list, any case (default: SYMBOLS)")
     parser.add_argument("--duration", type=float, help="stop after this many seconds")
+    parser.add_argument(
+        "--reconnect-seconds", type=float, default=RECONNECT_SECONDS,
+        help="with SPARK_REMOTE: how long an unreachable Spark Connect server is waited for "
+             f"before giving up (default {RECONNECT_SECONDS:.0f})")
     return parser
 
 
@@ -71,6 +78,7 @@ def spark_conf(settings: Settings) -> dict[str, str]:
 
 
 def session(settings: Settings) -> SparkSession:
+    """The in-process session (a JVM in this process)."""
     os.environ["PYSPARK_PYTHON"] = sys.executable  # executors' Python workers (local mode)
     extra = spark_conf(settings)
     if checkpoint_location(settings.live_checkpoint_uri).startswith("s3a://"):
@@ -93,8 +101,9 @@ LIVE_SQL_CONF = {
 
 def start_query(spark: SparkSession, url: str, symbols: list[str], settings: Settings,
                 sink: BarsSink) -> StreamingQuery:
-    """The query, in a session of its own (same SparkContext, its own SQL settings)."""
-    spark = configure(spark.newSession())
+    """The query, in a session of its own (in process: same SparkContext, its own SQL
+    settings; through Spark Connect the client's session is already one of its own)."""
+    spark = configure(spark if is_connect_session(spark) else spark.newSession())
     for key, value in LIVE_SQL_CONF.items():
         spark.conf.set(key, value)
     spark.dataSource.register(TradesSource)
@@ -114,6 +123,8 @@ def run(argv: list[str] | None = None) -> int:
     setup_logging()
     if args.duration is not None and args.duration <= 0:
         raise SystemExit("--duration: must be a positive number of seconds")
+    if args.reconnect_seconds <= 0:
+        raise SystemExit("--reconnect-seconds: must be a positive number of seconds")
     settings = load_settings()
     symbols = settings.symbols
     if args.symbols is not None:
@@ -134,13 +145,15 @@ def run(argv: list[str] | None = None) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, on_signal)
 
+    deadline = None if args.duration is None else time.monotonic() + args.duration
+    if settings.spark_remote:
+        return run_remote(settings, url, symbols, start_query,
+                          checkpoint=checkpoint_location(settings.live_checkpoint_uri),
+                          stop=stop, deadline=deadline, patience=args.reconnect_seconds)
     spark = session(settings)
     sink = BarsSink(url)
     query = start_query(spark, url, symbols, settings, sink)
-    logger.info("live bars for %s from %s, checkpoint %s, every %s s", ",".join(symbols),
-                redact(url), checkpoint_location(settings.live_checkpoint_uri),
-                settings.live_trigger_seconds)
-    deadline = None if args.duration is None else time.monotonic() + args.duration
+    log_started(url, symbols, settings)
     try:
         while query.isActive and not stop.is_set():
             if deadline is not None and time.monotonic() >= deadline:
@@ -156,3 +169,9 @@ def run(argv: list[str] | None = None) -> int:
     summary = summary_of(sink.stats)
     print("live bars: " + ", ".join(f"{k} {v}" for k, v in summary.items()), flush=True)
     return 0
+
+
+def log_started(url: str, symbols: list[str], settings: Settings) -> None:
+    logger.info("live bars for %s from %s, checkpoint %s, every %s s", ",".join(symbols),
+                redact(url), checkpoint_location(settings.live_checkpoint_uri),
+                settings.live_trigger_seconds)

@@ -22,7 +22,9 @@ import pyarrow as pa
 from psycopg import sql
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql.pandas.types import from_arrow_schema
 
+from binance_etl.logs import setup_logging
 from etl.transform import (
     FACT_COLUMNS,
     PARTIAL_COLUMNS,
@@ -188,7 +190,8 @@ def merged_bars(batch: DataFrame, stored: pa.Table) -> pa.Table:
              F.struct(*PIECE_FIELDS).alias("piece"))
     piece_type = new.schema["piece"].dataType
     spark = batch.sparkSession
-    old = spark.createDataFrame(stored).select(
+    # the schema spelled out: Spark Connect cannot infer one from an empty table
+    old = spark.createDataFrame(stored, schema=from_arrow_schema(stored.schema)).select(
         "symbol", "trade_minute", *PARTIAL_COLUMNS, F.lit(None).cast(piece_type).alias("piece"))
     merged = merge_partials(new.unionByName(old),
                             extra=(F.collect_list("piece").alias("pieces"),))
@@ -237,6 +240,12 @@ class BarsSink:
     def __init__(self, url: str) -> None:
         self.url = url
         self.stats = SinkStats()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Unpickled in a Python process of a Spark Connect server (foreachBatch through
+        SPARK_REMOTE): log there as the commands do, into the server's log."""
+        self.__dict__.update(state)
+        setup_logging()
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         started = time.perf_counter()

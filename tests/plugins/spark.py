@@ -4,14 +4,16 @@
 built by the job's own `etl.spark.build_session`, so the job reuses it as the active session.
 `spark_standalone`: a real standalone master + worker started with `spark-class` (pip's pyspark
 ships no sbin scripts) on 127.0.0.1, bounded in time and stopped afterwards.
-`spark_connect`: ONE real Spark Connect server (`etl.connect_server`, local[2], a free port of
-127.0.0.1) for the whole test session; its URL is what SPARK_REMOTE would hold.
+`spark_connect_server`: ONE real Spark Connect server (`etl.connect_server`, local[2], a free
+port of 127.0.0.1) for the whole test session, which a test may crash and start again on the
+same port (`ConnectServer.kill`, `.start`); `spark_connect`: its URL, what SPARK_REMOTE holds.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -38,19 +40,53 @@ def spark() -> Iterator[object]:
     session.stop()
 
 
-@pytest.fixture(scope="session")
-def spark_connect(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The URL (sc://127.0.0.1:PORT) of a running Spark Connect server; stopped at the end."""
-    from binance_etl.settings import load_settings
-    from etl import connect_server
+@dataclass
+class ConnectServer:
+    """The session's Spark Connect server: its URL stays the same across `kill` + `start`."""
 
-    directory = tmp_path_factory.mktemp("spark-connect")
-    settings = load_settings(spark_master="local[2]")
-    state = connect_server.start(settings, directory=directory, port=0)
+    directory: Path
+    port: int = 0
+    url: str = ""
+    pid: int = 0
+
+    def start(self) -> None:
+        from binance_etl.settings import load_settings
+        from etl import connect_server
+
+        state = connect_server.start(load_settings(spark_master="local[2]"),
+                                     directory=self.directory, port=self.port)
+        self.port, self.url, self.pid = state.port, state.url, state.pid
+
+    def kill(self) -> None:
+        """SIGKILL the server's JVM (a crash: its queries die with it) and wait for its end."""
+        from etl import connect_server
+
+        os.kill(self.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while connect_server._alive(self.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        from etl import connect_server
+
+        connect_server.stop(self.directory)
+
+
+@pytest.fixture(scope="session")
+def spark_connect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConnectServer]:
+    """A running Spark Connect server (local[2]); stopped at the end of the session."""
+    server = ConnectServer(tmp_path_factory.mktemp("spark-connect"))
+    server.start()
     try:
-        yield state.url
+        yield server
     finally:
-        connect_server.stop(directory)
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def spark_connect(spark_connect_server: ConnectServer) -> str:
+    """The URL (sc://127.0.0.1:PORT) of the session's running Spark Connect server."""
+    return spark_connect_server.url
 
 
 def spark_home() -> Path:
