@@ -175,10 +175,10 @@ def connect_session(
     """A Spark Connect session on `remote` with the batch's SQL settings applied to it."""
     from pyspark.errors import PySparkException
 
+    check_remote(remote)  # first: an unreachable server is the one line a user needs
     active = SparkSession.getActiveSession()
     if active is not None and not is_connect_session(active):
         raise RuntimeError("an in-process SparkSession is active: cannot also use SPARK_REMOTE")
-    check_remote(remote)
     try:
         session = SparkSession.builder.remote(remote).appName(app_name).getOrCreate()
         conf = {**SQL_CONF, "spark.sql.shuffle.partitions": str(shuffle_partitions),
