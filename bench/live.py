@@ -87,15 +87,17 @@ def fresh_database() -> Iterator[str]:
         yield url
 
 
-def tree_rss_mb(pid: int) -> float:
-    """Peak RSS (VmHWM) summed over a process and its descendants still alive."""
+def tree_rss_mb(pid: int, field: str = "VmHWM") -> float:
+    """RSS summed over a process and its descendants still alive: peak (VmHWM) or now (VmRSS).
+
+    Pages shared between the processes count once per process."""
     total = 0.0
     pids = [pid]
     while pids:
         current = pids.pop()
         try:
             for line in Path(f"/proc/{current}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
+                if line.startswith(f"{field}:"):
                     total += int(line.split()[1]) / 1024
             children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
         except FileNotFoundError:
@@ -162,6 +164,22 @@ def stop(process: subprocess.Popen[Any], timeout: float = 60) -> int:
         return process.wait(10)
 
 
+class MemorySampler(threading.Thread):
+    """Current RSS of the live process tree every `every` seconds, for the memory timeline."""
+
+    def __init__(self, pid: int, every: float = 10.0) -> None:
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.every = every
+        self.samples: list[tuple[float, float]] = []
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        while not self.halt.is_set():
+            self.samples.append((time.monotonic(), tree_rss_mb(self.pid, "VmRSS")))
+            self.halt.wait(self.every)
+
+
 class Poller(threading.Thread):
     """Samples committed ids, ids counted by the live query and by the naive loop."""
 
@@ -190,6 +208,12 @@ class Poller(threading.Thread):
 def freshness(samples: list[tuple[float, dict[str, int], dict[str, int], dict[str, int]]],
               which: int, after: float) -> list[float]:
     """For every sample after `after`: seconds until the counted id reached its committed id."""
+    return [seconds for _at, seconds in timed_freshness(samples, which, after)]
+
+
+def timed_freshness(samples: list[tuple[float, dict[str, int], dict[str, int], dict[str, int]]],
+                    which: int, after: float) -> list[tuple[float, float]]:
+    """(sample time, freshness) for every sample after `after` that was counted."""
     out = []
     for index, (at, committed, *_rest) in enumerate(samples):
         if at < after:
@@ -202,7 +226,7 @@ def freshness(samples: list[tuple[float, dict[str, int], dict[str, int], dict[st
                 assert isinstance(ids, dict)
                 done = ids.get(symbol)
                 if done is not None and done >= target:
-                    out.append(later[0] - at)
+                    out.append((at, later[0] - at))
                     break
     return out
 
@@ -234,7 +258,7 @@ def counted_trades(url: str) -> int:
 
 
 def paced_run(url: str, rate: float, seconds: float, work: Path,
-              day_trades: int) -> dict[str, Any]:
+              day_trades: int, naive_beside: bool = True) -> dict[str, Any]:
     log = work / "live-paced.log"
     if day_trades:
         preload(url, day_trades, DAY_SYMBOLS)
@@ -250,8 +274,10 @@ def paced_run(url: str, rate: float, seconds: float, work: Path,
         live = start_live(url, work / "checkpoint-paced", log, [*SYMBOLS, *DAY_SYMBOLS])
         naive = threading.Thread(target=naive_loop, args=(url, halt, naive_durations),
                                  daemon=True)
+        memory = MemorySampler(live.pid)
         poller.start()
-        naive.start()
+        if naive_beside:
+            naive.start()
         try:
             # warm-up: the JVM's start and the first (large) micro-batch are not freshness
             deadline = time.monotonic() + 240
@@ -261,6 +287,7 @@ def paced_run(url: str, rate: float, seconds: float, work: Path,
                     raise RuntimeError("live query did not start:\n" + sink_lines(log)[-3000:])
                 time.sleep(0.5)
             measured_from = time.monotonic()
+            memory.start()
             time.sleep(seconds)
             measured_to = time.monotonic()
             rss = tree_rss_mb(live.pid)
@@ -268,8 +295,10 @@ def paced_run(url: str, rate: float, seconds: float, work: Path,
             time.sleep(5)  # let the last samples be counted
         finally:
             poller.halt.set()
+            memory.halt.set()
             halt.set()
-            naive.join(120)  # its pass in flight finishes before the database is dropped
+            if naive.is_alive():
+                naive.join(120)  # its pass in flight finishes before the database is dropped
             poller.join(10)
             stop(streamer)
             code = stop(live)
@@ -282,7 +311,28 @@ def paced_run(url: str, rate: float, seconds: float, work: Path,
         "server_rss_mb": server_rss,
         "exit": code,
         "window": measured_to - measured_from,
+        "timeline": timeline(samples, memory.samples, measured_from, measured_to),
     }
+
+
+def timeline(samples: list[tuple[float, dict[str, int], dict[str, int], dict[str, int]]],
+             memory: list[tuple[float, float]], start: float, end: float,
+             ) -> list[tuple[float, float, float, list[float]]]:
+    """Per slice of the measured window: (minutes in, RSS at its end, its max, freshness).
+
+    Ten slices, at least one minute each."""
+    width = max(60.0, (end - start) / 10)
+    timed = timed_freshness(samples, 2, start)
+    rows = []
+    at = start
+    while at < end - 1:
+        upto = min(end, at + width)
+        rss = [mb for t, mb in memory if at <= t <= upto]
+        fresh = [seconds for t, seconds in timed if at <= t < upto]
+        rows.append(((upto - start) / 60, rss[-1] if rss else float("nan"),
+                     max(rss, default=float("nan")), fresh))
+        at = upto
+    return rows
 
 
 def preload(url: str, trades: int, symbols: list[str] = SYMBOLS) -> None:
@@ -340,7 +390,8 @@ def catchup_run(url: str, trades: int, work: Path) -> dict[str, Any]:
 
 def paced_report(args: argparse.Namespace, work: Path) -> None:
     with fresh_database() as url:
-        paced = paced_run(url, args.rate, args.seconds, work, args.day_trades)
+        paced = paced_run(url, args.rate, args.seconds, work, args.day_trades,
+                          naive_beside=not args.no_naive)
     print(f"\nfeed at {args.rate:,.0f} trades/s through stream.py, "
           f"{paced['window']:.0f} s measured after warm-up, {args.day_trades:,} earlier trades "
           "of the day preloaded (two more symbols, counted by both)")
@@ -354,6 +405,11 @@ def paced_report(args: argparse.Namespace, work: Path) -> None:
               f"{args.rate * 86400 / 1e6:,.0f} M)")
     print(f"  live process tree peak RSS: {paced['rss_mb']:,.0f} MB{server_rss(paced)}, "
           f"exit {paced['exit']}")
+    print("  over the run (RSS now: current RSS summed over the live process tree, shared "
+          "pages once per process):")
+    print(f"  {'minute':>7} {'RSS now MB':>11} {'slice max MB':>13}  freshness in the slice")
+    for minute, now, peak, fresh in paced["timeline"]:
+        print(f"  {minute:7.1f} {now:11,.0f} {peak:13,.0f}  {quantiles(fresh)}")
 
 
 def server_rss(run: dict[str, Any]) -> str:
@@ -370,6 +426,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-paced", action="store_true", help="only the catch-up run")
     parser.add_argument("--day-trades", type=int, default=4_000_000,
                         help="earlier trades of the day preloaded before the paced run")
+    parser.add_argument("--no-naive", action="store_true",
+                        help="no naive loop beside the live query (for long memory runs: its "
+                             "pass grows with the day and would take a core)")
+    parser.add_argument("--no-catchup", action="store_true", help="only the paced run")
     parser.add_argument("--remote", action="store_true",
                         help="the live query through a Spark Connect server started for the run")
     args = parser.parse_args(argv)
@@ -386,11 +446,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not args.no_paced:
             paced_report(args, work)
-        with fresh_database() as url:
-            catch = catchup_run(url, args.catchup_trades, work)
+        if not args.no_catchup:
+            with fresh_database() as url:
+                catch = catchup_run(url, args.catchup_trades, work)
     finally:
         if SERVER is not None:
             SERVER.stop()
+    if args.no_catchup:
+        load = os.getloadavg()
+        print(f"load average after: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
+        return 0
     print(f"\ncatch-up: {catch['trades']:,} preloaded trades in {len(catch['batches'])} "
           f"micro-batch(es), {catch['wall']:.0f} s from process start "
           f"({'no JVM start: the server was already up' if SERVER else 'JVM included'})")
