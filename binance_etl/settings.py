@@ -11,7 +11,7 @@ from functools import lru_cache
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, ValidationInfo, field_validator
+from pydantic import AliasChoices, Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 SYMBOL_RE = re.compile(r"^[A-Z0-9-_.]{1,20}$")
@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     binance_data_url: str = "https://data.binance.vision"
     lake_uri: str = "./data/lake"
     s3_endpoint_url: str | None = None
+    # The signing region of S3 (boto3 reads AWS_DEFAULT_REGION itself; Spark's s3a gets it here).
+    aws_region: str | None = Field(
+        default=None, validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"))
     warehouse_url: str | None = None
     redshift_iam_role: str | None = None
     spark_master: str = "local[*]"
@@ -167,6 +170,15 @@ class Settings(BaseSettings):
         if scheme not in ("", "file", "s3", "s3a"):
             raise ValueError("must be a local path, file://, s3:// or s3a://")
         return value.rstrip("/")
+
+    @field_validator("aws_region", mode="before")
+    @classmethod
+    def _region(cls, value: object) -> str | None:
+        text = str(value or "").strip()
+        if text and not re.fullmatch(r"[a-z]{2}(-[a-z0-9]+)+", text):
+            raise ValueError("must be an AWS region such as us-east-1 (AWS_REGION or "
+                             "AWS_DEFAULT_REGION)")
+        return text or None
 
     @field_validator("spark_master", mode="before")
     @classmethod

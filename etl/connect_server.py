@@ -2,11 +2,13 @@
 
 The batch's clients (SPARK_REMOTE=sc://host:port) start no JVM; this server holds one, started
 from the pyspark wheel's own `sbin/start-connect-server.sh` with everything the clients rely
-on: the PostgreSQL JDBC driver (`spark.jars.packages`), the batch's SQL settings (UTC, ANSI,
-exact decimal products: `etl.spark.SQL_CONF`), the driver's JVM options (and the class-data
-archive of `etl.jvmcache` when there is one), `PYSPARK_PYTHON` = this interpreter (Python
-data sources and UDFs run the project's code with its packages), and SPARK_MASTER as where it
-runs (local, or a standalone cluster). It binds to 127.0.0.1 unless told otherwise.
+on: the PostgreSQL JDBC driver (`spark.jars.packages`; with an `s3://` LIVE_CHECKPOINT_URI
+also hadoop-aws and the s3a settings of `etl.s3a`: the live query's checkpoint is written
+here), the batch's SQL settings (UTC, ANSI, exact decimal products: `etl.spark.SQL_CONF`), the
+driver's JVM options (and the class-data archive of `etl.jvmcache` when there is one),
+`PYSPARK_PYTHON` = this interpreter (Python data sources and UDFs run the project's code with
+its packages), and SPARK_MASTER as where it runs (local, or a standalone cluster). It binds to
+127.0.0.1 unless told otherwise.
 
     start   in the background (spark-daemon.sh); waits until it accepts connections and prints
             its URL; `--port 0` picks a free port; logs and pid in `--dir` (.local/spark-connect).
@@ -32,6 +34,7 @@ from pathlib import Path
 
 from binance_etl.localpg import free_port
 from binance_etl.settings import Settings, SettingsError, load_settings
+from etl.s3a import HADOOP_AWS_PACKAGE, hadoop_conf, is_s3
 from etl.spark import (
     LOOPBACK_MASTERS,
     POSTGRES_JDBC_PACKAGE,
@@ -94,6 +97,11 @@ def server_conf(settings: Settings, host: str, port: int, *,
     }
     if settings.spark_master.startswith("spark://"):
         conf.update({"spark.executor.memory": "1g", "spark.cores.max": "2"})
+    if is_s3(settings.live_checkpoint_uri):
+        # the live query's checkpoint is written by this server: s3a with the server's own
+        # environment's credentials (inherited, never put on the command line)
+        conf["spark.jars.packages"] = f"{POSTGRES_JDBC_PACKAGE},{HADOOP_AWS_PACKAGE}"
+        conf.update(hadoop_conf(settings))
     return conf
 
 

@@ -19,6 +19,8 @@ from pathlib import Path
 from types import FrameType
 from urllib.parse import urlsplit
 
+from py4j.protocol import Py4JJavaError
+from pyspark.errors import PySparkException
 from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
@@ -26,15 +28,15 @@ from binance_etl.db import connect, redact, resolve_database_url
 from binance_etl.logs import setup_logging
 from binance_etl.schema import migrate
 from binance_etl.settings import Settings, SettingsError, load_settings, parse_symbols
-from etl.spark import build_session, configure, is_connect_session
-from live.remote import RECONNECT_SECONDS, run_remote
+from etl.s3a import HADOOP_AWS_PACKAGE, check_access, hadoop_conf, is_s3, s3a_uri
+from etl.spark import POSTGRES_JDBC_PACKAGE, build_session, configure, is_connect_session
+from live.remote import RECONNECT_SECONDS, first_line, run_remote
 from live.sink import BarsSink, summary_of
 from live.source import NAME, TradesSource
 
 logger = logging.getLogger(__name__)
 
 QUERY_NAME = "bars_1m"
-HADOOP_AWS_PACKAGE = "org.apache.hadoop:hadoop-aws:3.5.0"  # matches pyspark 4.3's Hadoop client
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,10 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
 def checkpoint_location(uri: str) -> str:
     """A local path made absolute (Spark would resolve it against its own working directory),
     or s3:// spelled s3a:// for Hadoop."""
-    scheme = urlsplit(uri).scheme
-    if scheme in ("s3", "s3a"):
-        return "s3a://" + uri.split("://", 1)[1]
-    if scheme == "file":
+    if is_s3(uri):
+        return s3a_uri(uri)
+    if urlsplit(uri).scheme == "file":
         return uri
     return str(Path(uri).expanduser().resolve())
 
@@ -69,11 +70,8 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         "spark.pyspark.python": sys.executable,
         "spark.pyspark.driver.python": sys.executable,
     }
-    if checkpoint_location(settings.live_checkpoint_uri).startswith("s3a://"):
-        conf["spark.hadoop.fs.s3a.impl"] = "org.apache.hadoop.fs.s3a.S3AFileSystem"
-        if settings.s3_endpoint_url:
-            conf["spark.hadoop.fs.s3a.endpoint"] = settings.s3_endpoint_url
-            conf["spark.hadoop.fs.s3a.path.style.access"] = "true"
+    if is_s3(settings.live_checkpoint_uri):
+        conf.update(hadoop_conf(settings))
     return conf
 
 
@@ -81,9 +79,7 @@ def session(settings: Settings) -> SparkSession:
     """The in-process session (a JVM in this process)."""
     os.environ["PYSPARK_PYTHON"] = sys.executable  # executors' Python workers (local mode)
     extra = spark_conf(settings)
-    if checkpoint_location(settings.live_checkpoint_uri).startswith("s3a://"):
-        from etl.spark import POSTGRES_JDBC_PACKAGE
-
+    if is_s3(settings.live_checkpoint_uri):
         extra["spark.jars.packages"] = f"{POSTGRES_JDBC_PACKAGE},{HADOOP_AWS_PACKAGE}"
     return build_session(settings.spark_master, app_name="binance-etl-live",
                          shuffle_partitions=2, extra_conf=extra)
@@ -132,6 +128,10 @@ def run(argv: list[str] | None = None) -> int:
             symbols = parse_symbols(args.symbols)
         except ValueError as error:
             raise SettingsError(f"--symbols: {error}") from None
+    if is_s3(settings.live_checkpoint_uri) and not settings.spark_remote:
+        # one line now, not a JVM stack trace after the AWS SDK's download (through Spark
+        # Connect the server writes the checkpoint, with its own credentials)
+        check_access(settings.live_checkpoint_uri, settings, "LIVE_CHECKPOINT_URI")
     url = resolve_database_url(settings)
     with connect(url, autocommit=True) as conn:
         migrate(conn, ahead_days=settings.partitions_ahead_days)
@@ -152,7 +152,12 @@ def run(argv: list[str] | None = None) -> int:
                           stop=stop, deadline=deadline, patience=args.reconnect_seconds)
     spark = session(settings)
     sink = BarsSink(url)
-    query = start_query(spark, url, symbols, settings, sink)
+    try:
+        query = start_query(spark, url, symbols, settings, sink)
+    except (PySparkException, Py4JJavaError) as error:
+        spark.stop()
+        logger.error("the live query could not start: %s", reason(error))
+        return 1
     log_started(url, symbols, settings)
     try:
         while query.isActive and not stop.is_set():
@@ -164,11 +169,18 @@ def run(argv: list[str] | None = None) -> int:
         query.stop()
         spark.stop()
     if failure is not None:
-        logger.error("the live query failed: %s", str(failure).splitlines()[0])
+        logger.error("the live query failed: %s", reason(failure))
         return 1
     summary = summary_of(sink.stats)
     print("live bars: " + ", ".join(f"{k} {v}" for k, v in summary.items()), flush=True)
     return 0
+
+
+def reason(error: BaseException) -> str:
+    """The first line of a failure, the JVM's own exception rather than py4j's call site."""
+    if isinstance(error, Py4JJavaError):
+        return str(error.java_exception.toString()).splitlines()[0]
+    return first_line(error)
 
 
 def log_started(url: str, symbols: list[str], settings: Settings) -> None:
