@@ -147,9 +147,13 @@ def run(argv: list[str] | None = None) -> int:
 
     deadline = None if args.duration is None else time.monotonic() + args.duration
     if settings.spark_remote:
-        return run_remote(settings, url, symbols, start_query,
-                          checkpoint=checkpoint_location(settings.live_checkpoint_uri),
-                          stop=stop, deadline=deadline, patience=args.reconnect_seconds)
+        try:
+            return run_remote(settings, url, symbols, start_query,
+                              checkpoint=checkpoint_location(settings.live_checkpoint_uri),
+                              stop=stop, deadline=deadline, patience=args.reconnect_seconds)
+        except PySparkException as error:  # e.g. the server cannot use the checkpoint
+            logger.error("the live query could not start: %s", reason(error))
+            return 1
     spark = session(settings)
     sink = BarsSink(url)
     try:
