@@ -1,7 +1,8 @@
 """The live bars query against real components: the replay feed through the streamer into
-PostgreSQL, the Structured Streaming query on Spark, bars_1m compared for every minute with an
-independent aggregation of the raw table (complete included, nothing counted twice), and the
-day's batch facts compared with the bars by the batch's own quality report."""
+PostgreSQL, the Structured Streaming query on Spark with its checkpoint on S3 (moto's server,
+through s3a), bars_1m compared for every minute with an independent aggregation of the raw
+table (complete included, nothing counted twice), and the day's batch facts compared with the
+bars by the batch's own quality report."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from binance_etl.replay.testing import running_feed
 from binance_etl.settings import load_settings
 from etl.pipeline import stage_day
 from live.offsets import default_since
+from tests.integration.test_live_s3_checkpoint import PREFIX, checkpoint_keys
 from tests.plugins.ingest import DedicatedPostgres, StreamerThread
 from tests.plugins.live import assert_bars_equal_raw, live_bars, live_caught_up, wait_for
 
@@ -69,7 +71,7 @@ def last_batch(url: str) -> int:
 
 def test_faults_kill_9_and_a_postgres_restart_lose_and_double_nothing(
     spark: object, dedicated_pg: DedicatedPostgres, tmp_path: Path,
-    run_streamer: Callable[..., StreamerThread],
+    run_streamer: Callable[..., StreamerThread], s3_server: str, s3_bucket: str,
 ) -> None:
     """One run through every fault (one Spark start per `python -m live` process): socket
     drops (late trades from REST), duplicated frames, yesterday's trades with a gap filled
@@ -85,7 +87,9 @@ def test_faults_kill_9_and_a_postgres_restart_lose_and_double_nothing(
     insert(url, synthetic_trades(yesterday, range(1600, 3000)))
     symbols = [*SYMBOLS, SYNTHETIC]
     env = {**os.environ, "DATABASE_URL": url, "SYMBOLS": ",".join(symbols),
-           "LIVE_CHECKPOINT_URI": str(tmp_path / "checkpoint"), "LIVE_TRIGGER_SECONDS": "0.5",
+           # the checkpoint on S3 (moto), through s3a: what a kill -9 must resume from
+           "LIVE_CHECKPOINT_URI": f"s3://{s3_bucket}/{PREFIX}",
+           "S3_ENDPOINT_URL": s3_server, "LIVE_TRIGGER_SECONDS": "0.5",
            "SPARK_MASTER": "local[2]"}
     log = tmp_path / "live.log"
     processes: list[subprocess.Popen[bytes]] = []
@@ -133,6 +137,10 @@ def test_faults_kill_9_and_a_postgres_restart_lose_and_double_nothing(
                     os.killpg(process.pid, signal.SIGKILL)
                     process.wait(30)
     assert "live bars: batches" in log.read_text()  # the clean stop's summary
+    # The checkpoint is on S3, and the restart resumed from it: a fresh checkpoint would have
+    # started again at batch 0, which the wait for `last_batch > killed_at` would not pass.
+    keys = checkpoint_keys(s3_server, s3_bucket)
+    assert {"metadata", "offsets/0", "commits/0", f"offsets/{killed_at + 1}"} <= set(keys), keys
     assert assert_bars_equal_raw(url, symbols, since) >= 5
 
     # The batch of yesterday: its facts equal the bars, by its own quality report.
