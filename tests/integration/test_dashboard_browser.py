@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from binance_etl.db import connect
+from dashboard.plotlyjs import bundle_version
 from tests.plugins.dashboard import (
     QUIET_SYMBOL,
     DashboardData,
@@ -56,6 +57,8 @@ class Page:
         self.page = self.context.new_page()
         self.errors: list[str] = []
         self.outside: list[str] = []
+        self.requested: list[str] = []
+        self.page.on("request", lambda r: self.requested.append(r.url))
         self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
         self.page.on("request", lambda r: None if r.url.startswith((base, "data:", "blob:"))
@@ -103,6 +106,10 @@ def test_loaded_day_is_drawn_with_exact_values_on_hover(
 
     assert candles["names"] == ["final bars", "provisional bars"]
     assert candles["points"] == [1440, 0]  # a loaded day is final
+    # drawn by the vendored finance bundle: the full plotly.min.js (4.8 MB) was never fetched
+    assert page.page.evaluate("window.Plotly.version") == bundle_version()
+    assert [url for url in page.requested if "plotly-finance.min.js" in url]
+    assert not [url for url in page.requested if "plotly.min.js" in url]
     assert "warehouse" in candles["title"]
     hover = candles["hover"][0][0]
     assert f"open {first[0]}" in hover

@@ -4,10 +4,12 @@ values, the Days view's reading of a quality report, the CLI's defaults."""
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from binance_etl.settings import load_settings
 from dashboard.bars import BadRequest, bars_response, days_touched, parse_bars_query
 from dashboard.charts import candle_figure
 from dashboard.status import batch_summary
@@ -116,3 +118,26 @@ def test_cli_binds_to_loopback_by_default(monkeypatch: pytest.MonkeyPatch) -> No
     with pytest.raises(SystemExit):
         cli.main([])
     assert (seen["host"], seen["port"]) == ("127.0.0.1", 8050)
+
+
+def test_the_vendored_plotly_bundle_matches_the_plotly_wheel() -> None:
+    # The figures are built by the plotly wheel for its plotly.js; the page draws them with the
+    # vendored finance bundle: same major.minor, or refresh it (scripts/vendor_plotly.py).
+    from plotly.offline import get_plotlyjs_version
+
+    from dashboard.plotlyjs import BUNDLE, bundle_version
+
+    assert BUNDLE.stat().st_size < 2_000_000  # the partial bundle, not the full 4.8 MB one
+    assert bundle_version().split(".")[:2] == get_plotlyjs_version().split(".")[:2]
+
+
+def test_the_page_loads_the_finance_bundle_and_not_the_full_plotly() -> None:
+    from dashboard.app import create_app
+
+    settings = load_settings(symbols="BTCUSDT")
+    # the index page needs no database: sources that are never opened
+    sources = SimpleNamespace(raw=object(), warehouse=object(), lake=object(), cache=None)
+    app = create_app(settings, sources)  # type: ignore[arg-type]
+    html = app.server.test_client().get("/").get_data(as_text=True)
+    assert "/assets/plotly-finance.min.js" in html
+    assert "plotly.min.js" not in html
