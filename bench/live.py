@@ -51,6 +51,7 @@ from typing import Any
 from bench.ingest import fresh_database as ingest_database
 from binance_etl.db import connect
 from binance_etl.replay.testing import running_feed
+from binance_etl.schema import ensure_partitions
 
 ROOT = Path(__file__).resolve().parent.parent
 SYMBOLS = ["BTCUSDT", "ETHUSDT"]
@@ -336,15 +337,20 @@ def timeline(samples: list[tuple[float, dict[str, int], dict[str, int], dict[str
 
 
 def preload(url: str, trades: int, symbols: list[str] = SYMBOLS) -> None:
-    """`trades` trades of `symbols` in the last hour, via one COPY per symbol."""
+    """`trades` trades of `symbols` in the last hour of today (UTC), via one COPY per symbol.
+
+    Just after midnight the span is shorter: the trades stay in the current day (its partition
+    made here), as earlier trades of the day that the naive loop re-reads."""
     now = datetime.now(UTC)
-    start = now - timedelta(hours=1)
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    start = max(now - timedelta(hours=1), midnight)
     with connect(url) as conn, conn.cursor() as cur:
+        ensure_partitions(conn, [now.date()])
         for symbol in symbols:
             count = trades // len(symbols)
             with cur.copy("COPY trades (symbol, trade_id, price, quantity, trade_time,"
                           " is_buyer_maker) FROM STDIN") as copy:
-                step = timedelta(hours=1) / count
+                step = (now - start) / count
                 for i in range(count):
                     copy.write_row((symbol, 1_000_000 + i, f"{60000 + (i % 5000) / 100:.8f}",
                                     f"0.{(i % 9999) + 1:08d}", start + step * i, i % 2 == 0))
