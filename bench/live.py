@@ -16,7 +16,8 @@ From one run it prints:
 - catch-up throughput: `--catchup-trades` trades written straight into `trades`, then a fresh
   live query started; trades per second of micro-batch processing (the cold first batch
   apart), read from its log; batches hold at most 1,000,000 trades;
-- peak RSS of the live process tree (Python driver + JVM + Python workers).
+- memory of the live process tree (Python driver + JVM + the JVM's Python daemon and workers):
+  PSS over the run (shared pages split between processes) and the summed peak RSS.
 
 `--remote`: the same runs with the live query through a Spark Connect server started for the
 run (`etl.connect_server`, SPARK_MASTER of the environment): the client's SPARK_REMOTE points
@@ -47,6 +48,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from bench.ingest import fresh_database as ingest_database
 from binance_etl.db import connect
@@ -88,22 +91,40 @@ def fresh_database() -> Iterator[str]:
         yield url
 
 
-def tree_rss_mb(pid: int, field: str = "VmHWM") -> float:
-    """RSS summed over a process and its descendants still alive: peak (VmHWM) or now (VmRSS).
+def tree_processes(pid: int) -> list[psutil.Process]:
+    """A process and all its descendants (the JVM's Python daemon and workers included)."""
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return []
 
-    Pages shared between the processes count once per process."""
-    total = 0.0
-    pids = [pid]
-    while pids:
-        current = pids.pop()
+
+def tree_memory_mb(pid: int) -> tuple[float, float]:
+    """(RSS, PSS) summed over a process tree, in MB. RSS counts pages shared between the
+    processes (the forked Python workers share most of theirs) once per process; PSS splits
+    them, so its sum is what the tree really holds."""
+    rss = pss = 0.0
+    for process in tree_processes(pid):
         try:
-            for line in Path(f"/proc/{current}/status").read_text().splitlines():
-                if line.startswith(f"{field}:"):
+            info = process.memory_full_info()
+        except psutil.Error:
+            continue
+        rss += info.rss / 2**20
+        pss += info.pss / 2**20
+    return rss, pss
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Peak RSS (VmHWM) summed over a process tree (shared pages once per process)."""
+    total = 0.0
+    for process in tree_processes(pid):
+        try:
+            for line in Path(f"/proc/{process.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
                     total += int(line.split()[1]) / 1024
-            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
         except FileNotFoundError:
             continue
-        pids.extend(int(c) for c in children)
     return total
 
 
@@ -166,7 +187,7 @@ def stop(process: subprocess.Popen[Any], timeout: float = 60) -> int:
 
 
 class MemorySampler(threading.Thread):
-    """Current RSS of the live process tree every `every` seconds, for the memory timeline."""
+    """PSS of the live process tree every `every` seconds, for the memory timeline."""
 
     def __init__(self, pid: int, every: float = 10.0) -> None:
         super().__init__(daemon=True)
@@ -177,7 +198,7 @@ class MemorySampler(threading.Thread):
 
     def run(self) -> None:
         while not self.halt.is_set():
-            self.samples.append((time.monotonic(), tree_rss_mb(self.pid, "VmRSS")))
+            self.samples.append((time.monotonic(), tree_memory_mb(self.pid)[1]))
             self.halt.wait(self.every)
 
 
@@ -313,6 +334,7 @@ def paced_run(url: str, rate: float, seconds: float, work: Path,
         "exit": code,
         "window": measured_to - measured_from,
         "timeline": timeline(samples, memory.samples, measured_from, measured_to),
+        "pss_peak_mb": max((mb for _t, mb in memory.samples), default=float("nan")),
     }
 
 
@@ -377,6 +399,7 @@ def catchup_run(url: str, trades: int, work: Path) -> dict[str, Any]:
                 time.sleep(0.5)
         wall = time.monotonic() - started
         rss = tree_rss_mb(live.pid)
+        pss = tree_memory_mb(live.pid)[1]
         server_rss = tree_rss_mb(SERVER.state.pid) if SERVER is not None else 0.0
     finally:
         stop(live)
@@ -390,6 +413,7 @@ def catchup_run(url: str, trades: int, work: Path) -> dict[str, Any]:
         "warm_rate": sum(n for n, _ in warm) / sum(s for _, s in warm) if warm else 0.0,
         "wall": wall,
         "rss_mb": rss,
+        "pss_mb": pss,
         "server_rss_mb": server_rss,
     }
 
@@ -411,9 +435,10 @@ def paced_report(args: argparse.Namespace, work: Path) -> None:
               f"{args.rate * 86400 / 1e6:,.0f} M)")
     print(f"  live process tree peak RSS: {paced['rss_mb']:,.0f} MB{server_rss(paced)}, "
           f"exit {paced['exit']}")
-    print("  over the run (RSS now: current RSS summed over the live process tree, shared "
-          "pages once per process):")
-    print(f"  {'minute':>7} {'RSS now MB':>11} {'slice max MB':>13}  freshness in the slice")
+    print(f"  live process tree PSS: peak {paced['pss_peak_mb']:,.0f} MB over the run "
+          "(sampled every 10 s; the Python workers' shared pages split between them)")
+    print("  over the run (PSS of the live process tree: driver, JVM, Python daemon and workers):")
+    print(f"  {'minute':>7} {'PSS now MB':>11} {'slice max MB':>13}  freshness in the slice")
     for minute, now, peak, fresh in paced["timeline"]:
         print(f"  {minute:7.1f} {now:11,.0f} {peak:13,.0f}  {quantiles(fresh)}")
 
@@ -469,7 +494,8 @@ def main(argv: list[str] | None = None) -> int:
         "first (cold)")
     print(f"  {first} micro-batch {catch['cold_rate']:,.0f} trades/s; later ones "
           f"{catch['warm_rate']:,.0f} trades/s of processing; peak RSS "
-          f"{catch['rss_mb']:,.0f} MB{server_rss(catch)}")
+          f"{catch['rss_mb']:,.0f} MB (summed per process), PSS at the end "
+          f"{catch['pss_mb']:,.0f} MB{server_rss(catch)}")
     load = os.getloadavg()
     print(f"load average after: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
     return 0
