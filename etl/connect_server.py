@@ -34,7 +34,7 @@ from pathlib import Path
 
 from binance_etl.localpg import free_port
 from binance_etl.settings import Settings, SettingsError, load_settings
-from etl.s3a import HADOOP_AWS_PACKAGE, hadoop_conf, is_s3
+from etl.s3a import hadoop_conf, is_s3, jars_packages
 from etl.spark import (
     LOOPBACK_MASTERS,
     POSTGRES_JDBC_PACKAGE,
@@ -100,7 +100,7 @@ def server_conf(settings: Settings, host: str, port: int, *,
     if is_s3(settings.live_checkpoint_uri):
         # the live query's checkpoint is written by this server: s3a with the server's own
         # environment's credentials (inherited, never put on the command line)
-        conf["spark.jars.packages"] = f"{POSTGRES_JDBC_PACKAGE},{HADOOP_AWS_PACKAGE}"
+        conf["spark.jars.packages"] = jars_packages(POSTGRES_JDBC_PACKAGE)
         conf.update(hadoop_conf(settings))
     return conf
 

@@ -27,6 +27,11 @@ HADOOP_AWS_PACKAGE = "org.apache.hadoop:hadoop-aws:3.5.0"  # pyspark 4.3 ships H
 CHECK_TIMEOUT_SECONDS = 10
 
 
+def jars_packages(base: str) -> str:
+    """`spark.jars.packages` of a session that uses s3a: `base` (the JDBC driver) + hadoop-aws."""
+    return f"{base},{HADOOP_AWS_PACKAGE}"
+
+
 class S3AccessError(SystemExit):
     """S3 cannot be used as configured; the message is one line naming what and where."""
 

@@ -28,7 +28,7 @@ from binance_etl.db import connect, redact, resolve_database_url
 from binance_etl.logs import setup_logging
 from binance_etl.schema import migrate
 from binance_etl.settings import Settings, SettingsError, load_settings, parse_symbols
-from etl.s3a import HADOOP_AWS_PACKAGE, check_access, hadoop_conf, is_s3, s3a_uri
+from etl.s3a import check_access, hadoop_conf, is_s3, jars_packages, s3a_uri
 from etl.spark import POSTGRES_JDBC_PACKAGE, build_session, configure, is_connect_session
 from live.remote import RECONNECT_SECONDS, first_line, run_remote
 from live.sink import BarsSink, summary_of
@@ -75,22 +75,24 @@ def spark_conf(settings: Settings) -> dict[str, str]:
     return conf
 
 
+# The JVM's heap. What the query keeps between micro-batches is small (measured at 5,000
+# trades/s: 105-220 MB of old generation in use after each collection), but G1 grows its
+# committed heap toward the maximum and the process tree's memory with it; 768 MiB (the batch
+# has 1 GiB) leaves room for the catch-up's 1,000,000-trade micro-batches (measured: 480,000
+# trades/s). It bounds the heap only: the JVM's memory outside the heap still grows slowly
+# (docs/benchmarks.md, "Live bars").
+DRIVER_MEMORY = "768m"
+
+
 def session(settings: Settings) -> SparkSession:
     """The in-process session (a JVM in this process)."""
     os.environ["PYSPARK_PYTHON"] = sys.executable  # executors' Python workers (local mode)
     extra = spark_conf(settings)
     if is_s3(settings.live_checkpoint_uri):
-        extra["spark.jars.packages"] = f"{POSTGRES_JDBC_PACKAGE},{HADOOP_AWS_PACKAGE}"
+        extra["spark.jars.packages"] = jars_packages(POSTGRES_JDBC_PACKAGE)
     return build_session(settings.spark_master, app_name="binance-etl-live",
                          shuffle_partitions=2, driver_memory=DRIVER_MEMORY, extra_conf=extra)
 
-
-# The JVM's heap. What the query keeps between micro-batches is small (measured over 20 minutes
-# at 5,000 trades/s: 105-135 MB of old generation after each full collection), but G1 grows its
-# committed heap toward the maximum, and the process tree's memory with it: 1 GiB (the batch's)
-# would let driver + JVM + Python workers reach about 2.1 GB. 768 MiB bounds the tree under
-# 2 GiB with room for the catch-up's 1,000,000-trade micro-batches.
-DRIVER_MEMORY = "768m"
 
 
 # Runtime SQL settings of the live query's own session. Whole-stage code generation is off: a
