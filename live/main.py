@@ -29,7 +29,13 @@ from binance_etl.logs import setup_logging
 from binance_etl.schema import migrate
 from binance_etl.settings import Settings, SettingsError, load_settings, parse_symbols
 from etl.s3a import check_access, hadoop_conf, is_s3, jars_packages, s3a_uri
-from etl.spark import POSTGRES_JDBC_PACKAGE, build_session, configure, is_connect_session
+from etl.spark import (
+    POSTGRES_JDBC_PACKAGE,
+    build_session,
+    configure,
+    driver_java_options,
+    is_connect_session,
+)
 from live.remote import RECONNECT_SECONDS, first_line, run_remote
 from live.sink import BarsSink, summary_of
 from live.source import NAME, TradesSource
@@ -75,19 +81,34 @@ def spark_conf(settings: Settings) -> dict[str, str]:
     return conf
 
 
-# The JVM's heap. What the query keeps between micro-batches is small (measured at 5,000
-# trades/s: 105-220 MB of old generation in use after each collection), but G1 grows its
-# committed heap toward the maximum and the process tree's memory with it; 768 MiB (the batch
-# has 1 GiB) leaves room for the catch-up's 1,000,000-trade micro-batches (measured: 480,000
-# trades/s). It bounds the heap only: the JVM's memory outside the heap still grows slowly
-# (docs/benchmarks.md, "Live bars").
-DRIVER_MEMORY = "768m"
+# The live JVM's memory, bounded by settings rather than by how far the collector and Spark's
+# status store happen to grow over hours (measured with Native Memory Tracking at 5,000
+# trades/s: a live set of 130 MB after a full collection, yet the committed heap kept growing
+# toward its maximum; docs/live.md, "Memory"):
+# - a fixed heap, committed and touched at start (-Xms = -Xmx, AlwaysPreTouch); 512 MiB is
+#   four times the live set and holds the catch-up's 1,000,000-trade micro-batches;
+# - the JIT's code cache capped (the JVM's default reserves 240 MB; the query's code used 97 MB
+#   after twelve minutes and was still growing);
+# - the status store keeping a few dozen jobs, stages and SQL executions instead of 1,000 each:
+#   one per micro-batch, for a UI this session does not serve.
+DRIVER_MEMORY = "512m"
+LIVE_JAVA_OPTIONS = (f"-Xms{DRIVER_MEMORY}", "-XX:+AlwaysPreTouch",
+                     "-XX:ReservedCodeCacheSize=128m")
+STATUS_RETENTION = {
+    "spark.ui.retainedJobs": "50",
+    "spark.ui.retainedStages": "50",
+    "spark.ui.retainedTasks": "1000",
+    "spark.sql.ui.retainedExecutions": "50",
+    "spark.ui.retainedDeadExecutors": "10",
+}
 
 
 def session(settings: Settings) -> SparkSession:
     """The in-process session (a JVM in this process)."""
     os.environ["PYSPARK_PYTHON"] = sys.executable  # executors' Python workers (local mode)
-    extra = spark_conf(settings)
+    extra = {**spark_conf(settings), **STATUS_RETENTION,
+             "spark.driver.extraJavaOptions": " ".join([driver_java_options(),
+                                                        *LIVE_JAVA_OPTIONS])}
     if is_s3(settings.live_checkpoint_uri):
         extra["spark.jars.packages"] = jars_packages(POSTGRES_JDBC_PACKAGE)
     return build_session(settings.spark_master, app_name="binance-etl-live",
