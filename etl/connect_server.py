@@ -39,6 +39,7 @@ from etl.spark import (
     LOOPBACK_MASTERS,
     POSTGRES_JDBC_PACKAGE,
     SQL_CONF,
+    STATUS_RETENTION,
     driver_java_options,
 )
 
@@ -94,6 +95,7 @@ def server_conf(settings: Settings, host: str, port: int, *,
         "spark.pyspark.python": python,
         "spark.pyspark.driver.python": python,
         **SQL_CONF,
+        **STATUS_RETENTION,  # a long-running service: the live query's micro-batches
     }
     if settings.spark_master.startswith("spark://"):
         conf.update({"spark.executor.memory": "1g", "spark.cores.max": "2"})

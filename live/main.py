@@ -31,6 +31,7 @@ from binance_etl.settings import Settings, SettingsError, load_settings, parse_s
 from etl.s3a import check_access, hadoop_conf, is_s3, jars_packages, s3a_uri
 from etl.spark import (
     POSTGRES_JDBC_PACKAGE,
+    STATUS_RETENTION,
     build_session,
     configure,
     driver_java_options,
@@ -83,24 +84,16 @@ def spark_conf(settings: Settings) -> dict[str, str]:
 
 # The live JVM's memory, bounded by settings rather than by how far the collector and Spark's
 # status store happen to grow over hours (measured with Native Memory Tracking at 5,000
-# trades/s: a live set of 130 MB after a full collection, yet the committed heap kept growing
+# trades/s: a live set of 130 MB after a full collection, while the committed heap kept growing
 # toward its maximum; docs/live.md, "Memory"):
 # - a fixed heap, committed and touched at start (-Xms = -Xmx, AlwaysPreTouch); 512 MiB is
 #   four times the live set and holds the catch-up's 1,000,000-trade micro-batches;
-# - the JIT's code cache capped (the JVM's default reserves 240 MB; the query's code used 97 MB
-#   after twelve minutes and was still growing);
-# - the status store keeping a few dozen jobs, stages and SQL executions instead of 1,000 each:
-#   one per micro-batch, for a UI this session does not serve.
+# - the JIT's code cache capped (the JVM reserves 240 MB by default; the query's code used
+#   97 MB after twelve minutes and was still growing);
+# - the status store keeping a few dozen jobs, stages and SQL executions (etl.spark).
 DRIVER_MEMORY = "512m"
 LIVE_JAVA_OPTIONS = (f"-Xms{DRIVER_MEMORY}", "-XX:+AlwaysPreTouch",
                      "-XX:ReservedCodeCacheSize=128m")
-STATUS_RETENTION = {
-    "spark.ui.retainedJobs": "50",
-    "spark.ui.retainedStages": "50",
-    "spark.ui.retainedTasks": "1000",
-    "spark.sql.ui.retainedExecutions": "50",
-    "spark.ui.retainedDeadExecutors": "10",
-}
 
 
 def session(settings: Settings) -> SparkSession:
