@@ -19,7 +19,7 @@ import logging
 import os
 import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from urllib.parse import urlsplit
 
@@ -78,10 +78,14 @@ def build_session(
     app_name: str = "binance-etl",
     shuffle_partitions: int = 4,
     driver_memory: str = "1g",
+    java_options: Sequence[str] = (),
     extra_conf: dict[str, str] | None = None,
     remote: str | None = None,
 ) -> SparkSession:
     """A session for the batch (or the tests: local[2], UI off); reuses an active one.
+
+    `java_options`: the driver JVM's options beyond `driver_java_options()` (a JVM started
+    here; under spark-submit the JVM exists already).
 
     `remote` (SPARK_REMOTE): a Spark Connect client session on that server instead; `master`
     and the JVM settings are then the server's business."""
@@ -93,7 +97,7 @@ def build_session(
         return configure(active)
     with _no_exported_remote():
         return _in_process_session(master, app_name, shuffle_partitions, driver_memory,
-                                   extra_conf)
+                                   java_options, extra_conf)
 
 
 @contextmanager
@@ -109,7 +113,8 @@ def _no_exported_remote() -> Iterator[None]:
 
 
 def _in_process_session(master: str, app_name: str, shuffle_partitions: int,
-                        driver_memory: str, extra_conf: dict[str, str] | None) -> SparkSession:
+                        driver_memory: str, java_options: Sequence[str],
+                        extra_conf: dict[str, str] | None) -> SparkSession:
     builder = SparkSession.builder.appName(app_name)
     # Python workers (the live query's data source reads) run this interpreter, the one with
     # the project installed, on local and standalone executors alike.
@@ -123,7 +128,7 @@ def _in_process_session(master: str, app_name: str, shuffle_partitions: int,
             builder.master(master)
             .config("spark.jars.packages", POSTGRES_JDBC_PACKAGE)
             .config("spark.driver.memory", driver_memory)
-            .config("spark.driver.extraJavaOptions", driver_java_options())
+            .config("spark.driver.extraJavaOptions", driver_java_options(java_options))
         )
     builder = (
         builder.config("spark.ui.enabled", "false")
@@ -142,12 +147,12 @@ def _in_process_session(master: str, app_name: str, shuffle_partitions: int,
     return configure(session)
 
 
-def driver_java_options() -> str:
-    """DRIVER_JAVA_OPTIONS, plus the options that map the class-data archive if it exists."""
-    extra, note = jvmcache.session_options(POSTGRES_JDBC_PACKAGE, DRIVER_JAVA_OPTIONS)
+def driver_java_options(more: Sequence[str] = ()) -> str:
+    """DRIVER_JAVA_OPTIONS, the options that map the class-data archive if it exists, `more`."""
+    archive, note = jvmcache.session_options(POSTGRES_JDBC_PACKAGE, DRIVER_JAVA_OPTIONS)
     if note:
         logger.info(note)
-    return " ".join([DRIVER_JAVA_OPTIONS, *extra])
+    return " ".join([DRIVER_JAVA_OPTIONS, *archive, *more])
 
 
 def configure(session: SparkSession) -> SparkSession:

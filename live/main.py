@@ -34,7 +34,6 @@ from etl.spark import (
     STATUS_RETENTION,
     build_session,
     configure,
-    driver_java_options,
     is_connect_session,
 )
 from live.remote import RECONNECT_SECONDS, first_line, run_remote
@@ -99,14 +98,12 @@ LIVE_JAVA_OPTIONS = (f"-Xms{DRIVER_MEMORY}", "-XX:+AlwaysPreTouch",
 def session(settings: Settings) -> SparkSession:
     """The in-process session (a JVM in this process)."""
     os.environ["PYSPARK_PYTHON"] = sys.executable  # executors' Python workers (local mode)
-    extra = {**spark_conf(settings), **STATUS_RETENTION,
-             "spark.driver.extraJavaOptions": " ".join([driver_java_options(),
-                                                        *LIVE_JAVA_OPTIONS])}
+    extra = {**spark_conf(settings), **STATUS_RETENTION}
     if is_s3(settings.live_checkpoint_uri):
         extra["spark.jars.packages"] = jars_packages(POSTGRES_JDBC_PACKAGE)
     return build_session(settings.spark_master, app_name="binance-etl-live",
-                         shuffle_partitions=2, driver_memory=DRIVER_MEMORY, extra_conf=extra)
-
+                         shuffle_partitions=2, driver_memory=DRIVER_MEMORY,
+                         java_options=LIVE_JAVA_OPTIONS, extra_conf=extra)
 
 
 # Runtime SQL settings of the live query's own session. Whole-stage code generation is off: a

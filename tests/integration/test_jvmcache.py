@@ -21,10 +21,9 @@ ROOT = Path(__file__).resolve().parents[2]
 # options), one tiny job if argv[1] is "job", and the options the driver JVM was started with.
 SESSION = """
 import sys
-from etl.spark import build_session, driver_java_options
-extra = sys.argv[2] if len(sys.argv) > 2 else ""
-conf = {"spark.driver.extraJavaOptions": f"{driver_java_options()} {extra}"} if extra else None
-spark = build_session("local[2]", extra_conf=conf)
+from etl.spark import build_session
+extra = sys.argv[2].split() if len(sys.argv) > 2 else []
+spark = build_session("local[2]", java_options=extra)
 if sys.argv[1] == "job":
     assert spark.range(100).selectExpr("sum(id)").collect()[0][0] == 4950
 print("OPTIONS", spark.sparkContext.getConf().get("spark.driver.extraJavaOptions"), flush=True)
