@@ -1,6 +1,7 @@
 """`python -m live` on a real standalone master + worker (the session's cluster, which the batch's
 cluster test also uses): the source's reads and the sink's aggregation run in an executor the
-worker launches, and bars_1m equals the independent aggregation of the raw table."""
+worker launches, bars_1m equals the independent aggregation of the raw table, and the driver's
+JVM runs with the live query's memory bounds."""
 
 from __future__ import annotations
 
@@ -14,10 +15,12 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import psutil
 import pytest
 
 from binance_etl.db import connect, with_database
 from binance_etl.schema import migrate
+from live.main import DRIVER_MEMORY, LIVE_JAVA_OPTIONS
 from live.offsets import default_since
 from tests.plugins.live import assert_bars_equal_raw, live_caught_up, wait_for
 from tests.plugins.spark import StandaloneCluster
@@ -79,6 +82,11 @@ def test_live_query_runs_on_a_standalone_cluster(
             return live_caught_up(live_db, SYMBOLS, since)
 
         wait_for(counted_all, "the live bars to count every trade", 240)
+        # The driver JVM runs with the live query's memory bounds (live/main.py).
+        jvm = [" ".join(child.cmdline()) for child in psutil.Process(process.pid).children()
+               if child.name() == "java"]
+        assert len(jvm) == 1, jvm
+        assert {*LIVE_JAVA_OPTIONS, f"-Xmx{DRIVER_MEMORY}"} <= set(jvm[0].split()), jvm[0]
         process.send_signal(signal.SIGTERM)
         assert process.wait(60) == 0, log.read_text()[-3000:]
     finally:
