@@ -11,15 +11,16 @@ same port (`ConnectServer.kill`, `.start`); `spark_connect`: its URL, what SPARK
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import pytest
 
 from binance_etl.localpg import free_port
@@ -58,13 +59,16 @@ class ConnectServer:
         self.port, self.url, self.pid = state.port, state.url, state.pid
 
     def kill(self) -> None:
-        """SIGKILL the server's JVM (a crash: its queries die with it) and wait for its end."""
-        from etl import connect_server
-
-        os.kill(self.pid, signal.SIGKILL)
-        deadline = time.monotonic() + 30
-        while connect_server._alive(self.pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        """SIGKILL the server's JVM and its Python workers at once (a crash of its host or
+        container: its queries die with it) and wait for their end. (A worker left behind by
+        its JVM alone can hang for good in gRPC's channel close at exit: pyspark 4.3.)"""
+        server = psutil.Process(self.pid)
+        processes = [server, *server.children(recursive=True)]
+        for process in processes:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
+        _gone, alive = psutil.wait_procs(processes, timeout=30)
+        assert not alive, f"still running after SIGKILL: {alive}"
 
     def stop(self) -> None:
         from etl import connect_server
